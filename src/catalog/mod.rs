@@ -1,0 +1,305 @@
+//! The SQLite catalog (through sqlx): folders, documents, chunks, settings, and the index journal.
+//! It is the source of truth; the tantivy index is rebuilt from it when needed.
+
+mod write;
+
+pub use write::{DocWrite, FileMeta};
+
+use crate::error::{Error, Result};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A folder (or single file) the user added to the library.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Folder {
+    pub id: i64,
+    pub path: PathBuf,
+    pub is_file: bool,
+}
+
+/// What the indexer needs to know about a catalogued document to decide whether to redo it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocState {
+    pub id: i64,
+    pub path: PathBuf,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub hash: Option<String>,
+}
+
+/// A chunk as search results show it: the chunk with its document's path and title.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ChunkRecord {
+    pub chunk_id: i64,
+    pub document_id: i64,
+    pub path: PathBuf,
+    pub title: String,
+    pub heading: String,
+    pub page: Option<u32>,
+    pub lines: (u32, u32),
+    pub text: String,
+}
+
+/// A document that could not be indexed, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FailedDoc {
+    pub path: PathBuf,
+    pub error: String,
+}
+
+/// Per-folder counts for `glassbox status`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FolderStatus {
+    pub folder: Folder,
+    pub indexed: u64,
+    pub failed: u64,
+    pub chunks: u64,
+}
+
+pub struct Catalog {
+    pool: SqlitePool,
+}
+
+impl Catalog {
+    /// Opens (creating if needed) the catalog database and brings its schema up to date.
+    pub async fn open(path: &Path) -> Result<Catalog> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("src/catalog/migrations").run(&pool).await?;
+        Ok(Catalog { pool })
+    }
+
+    /// Adds a folder or file root (idempotent) and returns its id.
+    pub async fn add_folder(&self, path: &Path, is_file: bool) -> Result<i64> {
+        let id = sqlx::query_scalar(
+            "INSERT INTO folders (path, is_file, added_at) VALUES (?, ?, ?)
+             ON CONFLICT(path) DO UPDATE SET is_file = excluded.is_file RETURNING id",
+        )
+        .bind(path_str(path)?)
+        .bind(is_file)
+        .bind(now())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    pub async fn folders(&self) -> Result<Vec<Folder>> {
+        let rows: Vec<(i64, String, bool)> =
+            sqlx::query_as("SELECT id, path, is_file FROM folders ORDER BY path")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, path, is_file)| Folder {
+                id,
+                path: path.into(),
+                is_file,
+            })
+            .collect())
+    }
+
+    /// Removes a root and all its documents; their chunks are journalled for removal from the
+    /// index in the same transaction.
+    pub async fn remove_folder(&self, folder_id: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT OR IGNORE INTO index_journal (document_id) SELECT id FROM documents WHERE folder_id = ?")
+            .bind(folder_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM folders WHERE id = ?")
+            .bind(folder_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Every document catalogued under a root.
+    pub async fn documents_in(&self, folder_id: i64) -> Result<Vec<DocState>> {
+        let rows: Vec<(i64, String, i64, i64, Option<String>)> = sqlx::query_as(
+            "SELECT id, path, size, mtime_ns, hash FROM documents WHERE folder_id = ?",
+        )
+        .bind(folder_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, path, size, mtime_ns, hash)| DocState {
+                id,
+                path: path.into(),
+                size: size as u64,
+                mtime_ns,
+                hash,
+            })
+            .collect())
+    }
+
+    /// Document ids whose index entries may be out of date.
+    pub async fn journal(&self) -> Result<Vec<i64>> {
+        Ok(
+            sqlx::query_scalar("SELECT document_id FROM index_journal ORDER BY document_id")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    pub async fn clear_journal(&self, ids: &[i64]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for id in ids {
+            sqlx::query("DELETE FROM index_journal WHERE document_id = ?")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Puts every document in the journal, so the index is rebuilt from the catalog.
+    pub async fn journal_all(&self) -> Result<()> {
+        sqlx::query("INSERT OR IGNORE INTO index_journal (document_id) SELECT id FROM documents")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The title and chunks (id, heading, text) of one document; `None` if it no longer exists.
+    pub async fn document_chunks(
+        &self,
+        doc_id: i64,
+    ) -> Result<Option<(String, Vec<(i64, String, String)>)>> {
+        let title: Option<String> = sqlx::query_scalar("SELECT title FROM documents WHERE id = ?")
+            .bind(doc_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(title) = title else { return Ok(None) };
+        let chunks = sqlx::query_as(
+            "SELECT id, heading, text FROM chunks WHERE document_id = ? ORDER BY ordinal",
+        )
+        .bind(doc_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(Some((title, chunks)))
+    }
+
+    pub async fn chunk_ids(&self) -> Result<Vec<i64>> {
+        Ok(sqlx::query_scalar("SELECT id FROM chunks ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// Chunks with their documents, in the order of `ids`; ids that no longer exist are skipped.
+    pub async fn chunks(&self, ids: &[i64]) -> Result<Vec<ChunkRecord>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for &id in ids {
+            let row: Option<(i64, String, String, String, Option<i64>, i64, i64, String)> = sqlx::query_as(
+                "SELECT c.document_id, d.path, d.title, c.heading, c.page, c.line_start, c.line_end, c.text
+                 FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.id = ?",
+            )
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+            if let Some((document_id, path, title, heading, page, line_start, line_end, text)) = row
+            {
+                out.push(ChunkRecord {
+                    chunk_id: id,
+                    document_id,
+                    path: path.into(),
+                    title,
+                    heading,
+                    page: page.map(|p| p as u32),
+                    lines: (line_start as u32, line_end as u32),
+                    text,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn folder_status(&self) -> Result<Vec<FolderStatus>> {
+        let mut out = Vec::new();
+        for folder in self.folders().await? {
+            let (indexed, failed, chunks): (i64, i64, i64) = sqlx::query_as(
+                "SELECT
+                   (SELECT COUNT(*) FROM documents WHERE folder_id = ?1 AND status = 'indexed'),
+                   (SELECT COUNT(*) FROM documents WHERE folder_id = ?1 AND status = 'failed'),
+                   (SELECT COUNT(*) FROM chunks c JOIN documents d ON d.id = c.document_id WHERE d.folder_id = ?1)",
+            )
+            .bind(folder.id)
+            .fetch_one(&self.pool)
+            .await?;
+            out.push(FolderStatus {
+                folder,
+                indexed: indexed as u64,
+                failed: failed as u64,
+                chunks: chunks as u64,
+            });
+        }
+        Ok(out)
+    }
+
+    pub async fn failed_documents(&self) -> Result<Vec<FailedDoc>> {
+        let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+            "SELECT path, error FROM documents WHERE status = 'failed' ORDER BY path",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(path, error)| FailedDoc {
+                path: path.into(),
+                error: error.unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    pub async fn setting(&self, key: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = ?")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    pub async fn set_setting(&self, key: &str, value: &str) -> Result<()> {
+        sqlx::query("INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
+            .bind(key)
+            .bind(value)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Paths are stored as UTF-8 text; a path that is not valid Unicode cannot be catalogued.
+pub(crate) fn path_str(path: &Path) -> Result<&str> {
+    path.to_str().ok_or_else(|| {
+        Error::Invalid(format!(
+            "{}: file name is not valid Unicode",
+            path.display()
+        ))
+    })
+}
+
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}

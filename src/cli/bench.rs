@@ -1,0 +1,124 @@
+//! `glassbox bench ...`: runs the library's benchmarks and prints a report.
+
+use clap::Subcommand;
+use glassbox::Library;
+use glassbox::bench;
+use glassbox::index::Analyzer;
+use glassbox::library::IndexOptions;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Generate a mixed corpus, index it cold, then again with nothing changed.
+    Ingest {
+        #[arg(long, default_value_t = 20)]
+        size_mb: usize,
+        /// Keep the corpus and library here (default: a temporary folder).
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+    },
+    /// BM25 query latency over a library of at least `--chunks` chunks (generated if needed).
+    Query {
+        #[arg(long, default_value_t = 100_000)]
+        chunks: usize,
+        #[arg(long, default_value_t = 500)]
+        queries: usize,
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+    },
+    /// hit@1/hit@5 of each keyword analyzer on a labelled Korean question set.
+    Tokenizers {
+        #[arg(long, default_value = "tests/data/ko-corpus")]
+        corpus: PathBuf,
+        #[arg(long, default_value = "tests/data/ko-queries.tsv")]
+        queries: PathBuf,
+    },
+}
+
+fn work_dir(given: Option<PathBuf>) -> anyhow::Result<(PathBuf, Option<tempfile::TempDir>)> {
+    match given {
+        Some(dir) => Ok((dir, None)),
+        None => {
+            let tmp = tempfile::tempdir()?;
+            Ok((tmp.path().to_owned(), Some(tmp)))
+        }
+    }
+}
+
+pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        BenchCommand::Ingest {
+            size_mb,
+            work_dir: dir,
+        } => {
+            let (dir, _tmp) = work_dir(dir)?;
+            let corpus = dir.join("corpus");
+            if !corpus.exists() {
+                bench::corpus::generate(&corpus, size_mb << 20, 42)?;
+            }
+            let report = bench::ingest(&corpus, &dir.join("library")).await?;
+            let mb = report.bytes as f64 / 1e6;
+            println!("{}", serde_json::to_string(&report)?);
+            println!(
+                "cold: {} files, {:.1} MB, {} chunks in {:.2} s = {:.2} MB/s, {:.0} files/s",
+                report.files,
+                mb,
+                report.chunks,
+                report.cold_seconds,
+                mb / report.cold_seconds,
+                report.files as f64 / report.cold_seconds
+            );
+            println!(
+                "incremental (nothing changed): {:.3} s = {:.1}% of cold; peak RSS {:.0} MB",
+                report.incremental_seconds,
+                100.0 * report.incremental_seconds / report.cold_seconds,
+                report.peak_rss_mb.unwrap_or(f64::NAN)
+            );
+        }
+        BenchCommand::Query {
+            chunks,
+            queries,
+            work_dir: dir,
+        } => {
+            let (dir, _tmp) = work_dir(dir)?;
+            let library = Library::open(&dir.join("library")).await?;
+            let mut size = 16usize << 20;
+            while (library.search_index().num_chunks() as usize) < chunks {
+                let corpus = dir.join(format!("corpus-{}", library.search_index().num_chunks()));
+                bench::corpus::generate(&corpus, size, library.search_index().num_chunks())?;
+                library
+                    .index(&[corpus], &IndexOptions::default(), &|_| {})
+                    .await?;
+                eprintln!("{} chunks so far", library.search_index().num_chunks());
+                size *= 2;
+            }
+            let report = bench::query(&library, queries, 7).await?;
+            println!("{}", serde_json::to_string(&report)?);
+            println!(
+                "{} chunks, {} queries: BM25 p50 {:.2} ms, p95 {:.2} ms; full search p50 {:.2} ms, p95 {:.2} ms",
+                report.chunks,
+                report.queries,
+                report.bm25.p50_ms,
+                report.bm25.p95_ms,
+                report.full_search.p50_ms,
+                report.full_search.p95_ms
+            );
+            library.close().await;
+        }
+        BenchCommand::Tokenizers { corpus, queries } => {
+            let questions = bench::read_questions(&queries)?;
+            println!("| analyzer | questions | hit@1 | hit@5 | MRR |\n|---|---|---|---|---|");
+            for analyzer in Analyzer::ALL {
+                let tmp = tempfile::tempdir()?;
+                let score =
+                    bench::score_analyzer(analyzer, &corpus, &questions, tmp.path()).await?;
+                println!(
+                    "| {} | {} | {:.3} | {:.3} | {:.3} |",
+                    score.analyzer, score.questions, score.hit_at_1, score.hit_at_5, score.mrr
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

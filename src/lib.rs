@@ -1,0 +1,15 @@
+//! Glassbox: a local "chat with your documents" app that shows how every step works.
+//!
+//! The library holds all logic; the binary, the GUI and the tests are thin clients of it.
+//! See ARCHITECTURE.md for the map of modules and the data flow.
+
+pub mod bench;
+pub mod catalog;
+pub mod error;
+pub mod index;
+pub mod ingest;
+pub mod library;
+pub mod retrieve;
+
+pub use error::{Error, Result};
+pub use library::Library;

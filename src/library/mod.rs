@@ -1,0 +1,169 @@
+//! A Glassbox library: one data directory holding the SQLite catalog and the tantivy index, and
+//! the operations on it. The CLI, the GUI and the tests all go through this type.
+
+mod indexer;
+mod settings;
+
+pub use indexer::{IndexOptions, IndexSummary, Progress};
+pub use settings::{IndexSettings, resolve_data_dir};
+
+use crate::catalog::{Catalog, FailedDoc, FolderStatus};
+use crate::error::{Error, Result};
+use crate::index::{ChunkEntry, SearchIndex};
+use std::path::{Path, PathBuf};
+
+pub struct Library {
+    dir: PathBuf,
+    catalog: Catalog,
+    index: SearchIndex,
+    settings: IndexSettings,
+}
+
+/// What `glassbox status` shows.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LibraryStatus {
+    pub data_dir: PathBuf,
+    pub analyzer: &'static str,
+    pub folders: Vec<FolderStatus>,
+    pub failed: Vec<FailedDoc>,
+    pub indexed_chunks: u64,
+}
+
+/// Chunk ids present in only one of the two stores (both empty when they agree).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Consistency {
+    pub only_in_index: Vec<i64>,
+    pub only_in_catalog: Vec<i64>,
+}
+
+impl Library {
+    /// Opens the library in `dir`, creating it if needed, and finishes any index work a crash
+    /// left behind (replaying the journal), so the index and catalog agree before anything else.
+    pub async fn open(dir: &Path) -> Result<Library> {
+        std::fs::create_dir_all(dir).map_err(|source| Error::DataDir {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let catalog = Catalog::open(&dir.join("glassbox.sqlite")).await?;
+        let settings = IndexSettings::load(&catalog).await?;
+        let (index, rebuilt) = SearchIndex::open(&dir.join("tantivy"), settings.analyzer)?;
+        if rebuilt {
+            catalog.journal_all().await?;
+        }
+        let library = Library {
+            dir: dir.to_owned(),
+            catalog,
+            index,
+            settings,
+        };
+        library.sync_index().await?;
+        Ok(library)
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn settings(&self) -> &IndexSettings {
+        &self.settings
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    pub fn search_index(&self) -> &SearchIndex {
+        &self.index
+    }
+
+    /// Changes indexing settings. A different analyzer rebuilds the keyword index from the
+    /// catalog; different chunk sizes re-extract every file at the next `index` run.
+    pub async fn set_settings(&mut self, settings: IndexSettings) -> Result<()> {
+        if settings == self.settings {
+            return Ok(());
+        }
+        settings.save(&self.catalog).await?;
+        if settings.analyzer != self.settings.analyzer {
+            let (index, _) = SearchIndex::open(&self.dir.join("tantivy"), settings.analyzer)?;
+            self.index = index;
+            self.catalog.journal_all().await?;
+            self.sync_index().await?;
+        }
+        self.settings = settings;
+        Ok(())
+    }
+
+    /// Brings the keyword index up to date with the catalog for every journalled document.
+    /// Idempotent: replaying after a crash at any point gives the same index.
+    pub async fn sync_index(&self) -> Result<()> {
+        let journal = self.catalog.journal().await?;
+        if journal.is_empty() {
+            return Ok(());
+        }
+        let mut writer = self.index.writer()?;
+        for &doc_id in &journal {
+            self.index.delete_document(&writer, doc_id);
+            let Some((title, chunks)) = self.catalog.document_chunks(doc_id).await? else {
+                continue;
+            };
+            for (chunk_id, heading, text) in &chunks {
+                let entry = ChunkEntry {
+                    chunk_id: *chunk_id,
+                    doc_id,
+                    title: &title,
+                    heading,
+                    text,
+                };
+                self.index.add(&writer, &entry)?;
+            }
+        }
+        writer.commit()?;
+        writer.wait_merging_threads()?;
+        self.catalog.clear_journal(&journal).await?;
+        self.index.reload()
+    }
+
+    pub async fn status(&self) -> Result<LibraryStatus> {
+        Ok(LibraryStatus {
+            data_dir: self.dir.clone(),
+            analyzer: self.settings.analyzer.name(),
+            folders: self.catalog.folder_status().await?,
+            failed: self.catalog.failed_documents().await?,
+            indexed_chunks: self.index.num_chunks(),
+        })
+    }
+
+    /// Removes a folder or file root (as given to `index`) and everything indexed under it.
+    pub async fn remove(&self, path: &Path) -> Result<()> {
+        let wanted = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+        let folder = self
+            .catalog
+            .folders()
+            .await?
+            .into_iter()
+            .find(|f| f.path == wanted || f.path == path)
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "{} is not in the library; `glassbox status` lists the folders that are",
+                    path.display()
+                ))
+            })?;
+        self.catalog.remove_folder(folder.id).await?;
+        self.sync_index().await
+    }
+
+    /// Compares the chunk ids of the index and the catalog.
+    pub async fn check_consistency(&self) -> Result<Consistency> {
+        let catalog: std::collections::BTreeSet<i64> =
+            self.catalog.chunk_ids().await?.into_iter().collect();
+        let index: std::collections::BTreeSet<i64> = self.index.chunk_ids()?.into_iter().collect();
+        Ok(Consistency {
+            only_in_index: index.difference(&catalog).copied().collect(),
+            only_in_catalog: catalog.difference(&index).copied().collect(),
+        })
+    }
+
+    pub async fn close(self) {
+        self.catalog.close().await;
+    }
+}

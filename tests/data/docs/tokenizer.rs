@@ -1,0 +1,4 @@
+/// Splits text into tokens.
+pub fn tokenize(text: &str) -> Vec<&str> {
+    text.split_whitespace().collect()
+}
