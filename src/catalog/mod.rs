@@ -63,6 +63,9 @@ pub struct Catalog {
     pool: SqlitePool,
 }
 
+/// document_id, path, title, heading, page, line_start, line_end, text.
+type ChunkRow = (i64, String, String, String, Option<i64>, i64, i64, String);
+
 impl Catalog {
     /// Opens (creating if needed) the catalog database and brings its schema up to date.
     pub async fn open(path: &Path) -> Result<Catalog> {
@@ -204,7 +207,7 @@ impl Catalog {
     pub async fn chunks(&self, ids: &[i64]) -> Result<Vec<ChunkRecord>> {
         let mut out = Vec::with_capacity(ids.len());
         for &id in ids {
-            let row: Option<(i64, String, String, String, Option<i64>, i64, i64, String)> = sqlx::query_as(
+            let row: Option<ChunkRow> = sqlx::query_as(
                 "SELECT c.document_id, d.path, d.title, c.heading, c.page, c.line_start, c.line_end, c.text
                  FROM chunks c JOIN documents d ON d.id = c.document_id WHERE c.id = ?",
             )

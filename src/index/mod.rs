@@ -18,13 +18,14 @@ use tantivy::{DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Tantivy
 use tokenize::{HangulMode, KoreanTokenizer};
 
 /// Which analysis the text fields get. Compared in BENCHMARKS.md; `MorphBigram` is the default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Analyzer {
     /// tantivy's default: split on non-alphanumerics, lowercase. The baseline.
     Simple,
     Bigram,
     Morph,
     /// Both `Morph` and `Bigram`, as separate fields queried together.
+    #[default]
     MorphBigram,
 }
 
@@ -57,12 +58,6 @@ impl Analyzer {
             Analyzer::Morph => &["morph"],
             Analyzer::MorphBigram => &["morph", "bigram"],
         }
-    }
-}
-
-impl Default for Analyzer {
-    fn default() -> Self {
-        Analyzer::MorphBigram
     }
 }
 

@@ -1,0 +1,175 @@
+//! The `glassbox` binary as a user runs it.
+
+use crate::common::*;
+use serde_json::Value;
+use std::path::Path;
+
+fn run(args: &[&str], data_dir: &Path) -> std::process::Output {
+    let out = glassbox()
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "glassbox {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+#[test]
+fn index_search_status_remove() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = tmp.path().join("lib");
+    let docs = data("docs");
+    let bad = data("bad");
+    let summary = stdout(&run(
+        &["index", docs.to_str().unwrap(), bad.to_str().unwrap()],
+        &lib,
+    ));
+    assert!(summary.contains("11 indexed"), "{summary}");
+    assert!(
+        summary.contains("failed: ") && summary.contains("encrypted.pdf"),
+        "{summary}"
+    );
+
+    // --json: one object per result with the documented fields.
+    let out = stdout(&run(&["search", "quantization", "--json", "-k", "3"], &lib));
+    let first: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(first["rank"], 1);
+    assert!(first["score"].as_f64().unwrap() > 0.0);
+    assert!(first["path"].as_str().unwrap().ends_with("docs/paper.pdf"));
+    assert!(Path::new(first["path"].as_str().unwrap()).is_absolute());
+    assert_eq!(first["page"], 2);
+    assert!(first["text"].as_str().unwrap().contains("four bits"));
+    assert!(first["lines"].as_array().unwrap().len() == 2);
+    assert!(first.get("heading").is_some());
+
+    // Human output highlights matched terms.
+    let out = stdout(&run(&["search", "교차 인코더"], &lib));
+    assert!(
+        out.contains("guide.html") && out.contains("«교차»"),
+        "{out}"
+    );
+
+    // Global flag after the subcommand, and the environment variable.
+    let after = glassbox()
+        .args(["search", "lithium", "--json", "--data-dir"])
+        .arg(&lib)
+        .output()
+        .unwrap();
+    assert!(stdout(&after).contains("report.docx"));
+    let env = glassbox()
+        .args(["search", "lithium", "--json"])
+        .env("GLASSBOX_DATA_DIR", &lib)
+        .output()
+        .unwrap();
+    assert!(stdout(&env).contains("report.docx"));
+
+    // --batch: one JSON line per query.
+    let queries = tmp.path().join("queries.txt");
+    std::fs::write(&queries, "quantization\n\n형태소 분석기\n").unwrap();
+    let out = stdout(&run(
+        &["search", "--batch", queries.to_str().unwrap(), "--json"],
+        &lib,
+    ));
+    let lines: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[1]["query"], "형태소 분석기");
+    assert!(
+        lines[1]["results"][0]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("windows-memo.txt")
+    );
+
+    // status lists folders and failures with reasons.
+    let status = stdout(&run(&["status"], &lib));
+    assert!(
+        status.contains("garbled.txt: text encoding could not be recognised"),
+        "{status}"
+    );
+
+    run(&["remove", bad.to_str().unwrap()], &lib);
+    let status = stdout(&run(&["status"], &lib));
+    assert!(!status.contains("garbled.txt"), "{status}");
+    assert!(status.contains("11 indexed"), "{status}");
+}
+
+#[test]
+fn bare_command_prints_help_and_unknown_paths_fail_clearly() {
+    let help = glassbox().output().unwrap();
+    assert!(help.status.success());
+    assert!(stdout(&help).contains("Usage"));
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = glassbox()
+        .arg("--data-dir")
+        .arg(tmp.path())
+        .args(["index", "/no/such/folder"])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/no/such/folder"));
+}
+
+/// A file the user cannot read. Root reads everything, so as root the indexer runs as `nobody`.
+#[test]
+fn unreadable_file_is_recorded() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let open = std::fs::Permissions::from_mode(0o777);
+    std::fs::set_permissions(tmp.path(), open.clone()).unwrap();
+    let corpus = tmp.path().join("corpus");
+    std::fs::create_dir(&corpus).unwrap();
+    std::fs::set_permissions(&corpus, open.clone()).unwrap();
+    std::fs::write(corpus.join("readable.txt"), "누구나 읽을 수 있는 파일").unwrap();
+    std::fs::write(corpus.join("secret.txt"), "비밀").unwrap();
+    std::fs::set_permissions(
+        corpus.join("secret.txt"),
+        std::fs::Permissions::from_mode(0o000),
+    )
+    .unwrap();
+    let lib = tmp.path().join("lib");
+    let is_root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .unwrap()
+        .stdout
+        == b"0\n";
+    let mut cmd = if is_root {
+        let mut c = std::process::Command::new("setpriv");
+        c.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            env!("CARGO_BIN_EXE_glassbox"),
+        ]);
+        c
+    } else {
+        glassbox()
+    };
+    let out = cmd
+        .arg("--data-dir")
+        .arg(&lib)
+        .arg("index")
+        .arg(&corpus)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("1 indexed"), "{text}");
+    assert!(text.contains("secret.txt: cannot read file"), "{text}");
+}

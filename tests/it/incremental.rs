@@ -1,0 +1,94 @@
+//! Incremental indexing: unchanged files are skipped, changed ones redone, moved ones kept
+//! without re-extraction, deleted ones removed, in both the catalog and the index.
+
+use crate::common::*;
+use glassbox::Library;
+use std::time::{Duration, SystemTime};
+
+#[tokio::test]
+async fn changes_moves_and_deletions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let corpus = tmp.path().join("corpus");
+    copy_dir(&data("ko-corpus"), &corpus);
+    let library = Library::open(&tmp.path().join("lib")).await.unwrap();
+    let files = std::fs::read_dir(&corpus).unwrap().count();
+
+    let first = index(&library, std::slice::from_ref(&corpus)).await;
+    assert_eq!(first.indexed, files);
+    let chunks_before = library.search_index().num_chunks();
+
+    // Nothing changed: nothing is redone (and the folder is remembered: no path needed).
+    let again = index(&library, &[]).await;
+    assert_eq!((again.indexed, again.unchanged), (0, files));
+
+    // New mtime, same content: recognised by hash, not re-extracted.
+    let kimchi = corpus.join("01-kimchi.md");
+    let file = std::fs::File::options().write(true).open(&kimchi).unwrap();
+    file.set_modified(SystemTime::now() + Duration::from_secs(5))
+        .unwrap();
+    let touched = index(&library, &[]).await;
+    assert_eq!((touched.indexed, touched.unchanged), (0, files));
+
+    // Changed content is re-indexed and searchable.
+    let mut text = std::fs::read_to_string(&kimchi).unwrap();
+    text.push_str("\n\n## 추가\n\n유일무이한낱말 은 이번에 새로 추가된 문장이다.\n");
+    std::fs::write(&kimchi, text).unwrap();
+    let changed = index(&library, &[]).await;
+    assert_eq!(changed.indexed, 1);
+    assert_eq!(
+        top_file(&library, "유일무이한낱말").await.as_deref(),
+        Some("01-kimchi.md")
+    );
+
+    // A moved file keeps its chunks under the new path.
+    let moved_to = corpus.join("sub/renamed-hangul.md");
+    std::fs::create_dir_all(moved_to.parent().unwrap()).unwrap();
+    std::fs::rename(corpus.join("02-hangul.md"), &moved_to).unwrap();
+    let moved = index(&library, &[]).await;
+    assert_eq!(
+        (moved.indexed, moved.moved, moved.removed),
+        (0, 1, 0),
+        "{moved:?}"
+    );
+    assert_eq!(
+        top_file(&library, "훈민정음 창제").await.as_deref(),
+        Some("renamed-hangul.md")
+    );
+
+    // A deleted file disappears from search and from both stores.
+    std::fs::remove_file(&kimchi).unwrap();
+    let removed = index(&library, &[]).await;
+    assert_eq!(removed.removed, 1);
+    let hits = search(&library, "유일무이한낱말").await;
+    assert!(hits.iter().all(|r| r.path != kimchi), "{hits:?}");
+    assert!(library.search_index().num_chunks() < chunks_before);
+    assert_consistent(&library).await;
+
+    // Removing the folder empties the library.
+    library.remove(&corpus).await.unwrap();
+    assert_eq!(library.search_index().num_chunks(), 0);
+    assert!(library.status().await.unwrap().folders.is_empty());
+    assert_consistent(&library).await;
+}
+
+#[tokio::test]
+async fn changing_the_analyzer_rebuilds_the_index_from_the_catalog() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut library = Library::open(&tmp.path().join("lib")).await.unwrap();
+    index(&library, &[data("ko-corpus")]).await;
+    let chunks = library.search_index().num_chunks();
+    let settings = glassbox::library::IndexSettings {
+        analyzer: glassbox::index::Analyzer::Simple,
+        ..*library.settings()
+    };
+    library.set_settings(settings).await.unwrap();
+    assert_eq!(library.search_index().num_chunks(), chunks);
+    assert_consistent(&library).await;
+    library.close().await;
+    // The choice persists.
+    let reopened = Library::open(&tmp.path().join("lib")).await.unwrap();
+    assert_eq!(
+        reopened.settings().analyzer,
+        glassbox::index::Analyzer::Simple
+    );
+}

@@ -1,0 +1,9 @@
+//! Integration tests: one binary (builds are slow on small machines), one module per capability.
+//! Everything here uses real parts: SQLite files, tantivy indexes, the real `glassbox` binary.
+
+mod cli;
+mod common;
+mod crash;
+mod formats;
+mod incremental;
+mod korean;
