@@ -16,6 +16,9 @@ pub struct IngestReport {
     pub bytes: u64,
     pub chunks: usize,
     pub cold_seconds: f64,
+    /// Of the cold run: time in SQLite transactions and in the keyword index.
+    pub catalog_seconds: f64,
+    pub index_seconds: f64,
     pub incremental_seconds: f64,
     /// Peak resident memory of this process so far, in MB (Linux only).
     pub peak_rss_mb: Option<f64>,
@@ -40,6 +43,8 @@ pub async fn ingest(corpus: &Path, data_dir: &Path) -> Result<IngestReport> {
         bytes: cold.bytes,
         chunks: cold.chunks,
         cold_seconds: cold.seconds,
+        catalog_seconds: cold.catalog_seconds,
+        index_seconds: cold.index_seconds,
         incremental_seconds: incremental.seconds,
         peak_rss_mb: peak_rss_mb(),
     })

@@ -129,12 +129,20 @@ impl Catalog {
         Ok(())
     }
 
-    /// Every document catalogued under a root.
-    pub async fn documents_in(&self, folder_id: i64) -> Result<Vec<DocState>> {
+    /// Every document catalogued at `root` or below it, whichever folder it was added with.
+    pub async fn documents_under(&self, root: &Path) -> Result<Vec<DocState>> {
+        let root = path_str(root)?;
+        let prefix = format!(
+            "{}{}",
+            root.trim_end_matches(std::path::MAIN_SEPARATOR),
+            std::path::MAIN_SEPARATOR
+        );
         let rows: Vec<(i64, String, i64, i64, Option<String>)> = sqlx::query_as(
-            "SELECT id, path, size, mtime_ns, hash FROM documents WHERE folder_id = ?",
+            "SELECT id, path, size, mtime_ns, hash FROM documents
+             WHERE path = ?1 OR substr(path, 1, length(?2)) = ?2",
         )
-        .bind(folder_id)
+        .bind(root)
+        .bind(prefix)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows

@@ -70,6 +70,13 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
                 report.files as f64 / report.cold_seconds
             );
             println!(
+                "of which SQLite writes {:.2} s ({:.0}%), keyword index {:.2} s ({:.0}%)",
+                report.catalog_seconds,
+                100.0 * report.catalog_seconds / report.cold_seconds,
+                report.index_seconds,
+                100.0 * report.index_seconds / report.cold_seconds
+            );
+            println!(
                 "incremental (nothing changed): {:.3} s = {:.1}% of cold; peak RSS {:.0} MB",
                 report.incremental_seconds,
                 100.0 * report.incremental_seconds / report.cold_seconds,

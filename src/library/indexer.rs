@@ -58,6 +58,10 @@ pub struct IndexSummary {
     pub bytes: u64,
     pub chunks: usize,
     pub seconds: f64,
+    /// Time spent writing SQLite transactions (overlaps extraction on other threads).
+    pub catalog_seconds: f64,
+    /// Time spent updating and committing the keyword index.
+    pub index_seconds: f64,
     pub cancelled: bool,
 }
 
@@ -155,7 +159,7 @@ impl Library {
         let mut jobs = Vec::new();
         let mut found = std::collections::HashSet::new();
         for (folder_id, root) in roots {
-            for doc in self.catalog.documents_in(*folder_id).await? {
+            for doc in self.catalog.documents_under(root).await? {
                 known.insert(doc.path.clone(), doc);
             }
             let root_walk = walk_in_background(root.clone(), self.dir.clone()).await;
@@ -232,22 +236,38 @@ impl Library {
                 || batch_bytes >= BATCH_BYTES
                 || batch_started.elapsed() >= BATCH_AGE
             {
-                self.catalog.write_batch(&batch).await?;
+                self.write_timed(&batch, summary).await?;
                 batch.clear();
                 batch_bytes = 0;
                 batch_started = Instant::now();
                 if last_sync.elapsed() >= SYNC_EVERY {
-                    self.sync_index().await?;
+                    self.sync_timed(summary).await?;
                     last_sync = Instant::now();
                 }
             }
         }
-        self.catalog.write_batch(&batch).await?;
+        self.write_timed(&batch, summary).await?;
         extractor
             .join()
             .map_err(|_| Error::Invalid("the extraction thread panicked".into()))?;
         summary.cancelled = opts.cancel.load(Ordering::Relaxed);
         Ok(moved)
+    }
+}
+
+impl Library {
+    async fn write_timed(&self, batch: &[DocWrite], summary: &mut IndexSummary) -> Result<()> {
+        let started = Instant::now();
+        self.catalog.write_batch(batch).await?;
+        summary.catalog_seconds += started.elapsed().as_secs_f64();
+        Ok(())
+    }
+
+    async fn sync_timed(&self, summary: &mut IndexSummary) -> Result<()> {
+        let started = Instant::now();
+        self.sync_index().await?;
+        summary.index_seconds += started.elapsed().as_secs_f64();
+        Ok(())
     }
 }
 
@@ -378,4 +398,53 @@ fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::FileKind;
+
+    fn job(path: PathBuf, size: u64) -> Job {
+        Job {
+            folder_id: 1,
+            file: FoundFile {
+                path,
+                size,
+                mtime_ns: 0,
+                kind: FileKind::Text,
+            },
+            existing: None,
+        }
+    }
+
+    #[test]
+    fn a_file_deleted_after_the_walk_is_a_per_file_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gone.txt");
+        std::fs::write(&path, "잠깐 있다 사라지는 파일").unwrap();
+        let job = job(path.clone(), 30);
+        std::fs::remove_file(&path).unwrap();
+        let write = process(job, &Default::default(), &Mutex::default());
+        let DocWrite::Failed { error, .. } = write else {
+            panic!("{write:?}")
+        };
+        assert_eq!(error, ExtractError::Vanished.to_string());
+    }
+
+    #[test]
+    fn a_file_that_grew_past_the_cap_since_the_walk_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("growing.txt");
+        std::fs::write(&path, "x".repeat(2 << 20)).unwrap();
+        let settings = super::super::IndexSettings {
+            max_file_mb: 1,
+            ..Default::default()
+        };
+        let write = process(job(path, 10), &settings, &Mutex::default());
+        let DocWrite::Failed { error, .. } = write else {
+            panic!("{write:?}")
+        };
+        assert!(error.contains("larger than the 1 MB limit"), "{error}");
+    }
 }

@@ -92,3 +92,23 @@ async fn changing_the_analyzer_rebuilds_the_index_from_the_catalog() {
         glassbox::index::Analyzer::Simple
     );
 }
+
+#[tokio::test]
+async fn a_subfolder_of_a_known_folder_is_not_redone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let corpus = tmp.path().join("corpus");
+    copy_dir(&data("ko-corpus"), &corpus.join("ko"));
+    copy_dir(&data("docs"), &corpus.join("docs"));
+    let library = Library::open(&tmp.path().join("lib")).await.unwrap();
+    let all = index(&library, std::slice::from_ref(&corpus)).await;
+    let sub = index(&library, &[corpus.join("docs")]).await;
+    assert_eq!((sub.indexed, sub.removed), (0, 0), "{sub:?}");
+    assert_eq!(sub.unchanged, 11);
+    // The parent still sees everything as unchanged afterwards.
+    let again = index(&library, &[]).await;
+    assert_eq!(
+        (again.indexed, again.removed, again.unchanged),
+        (0, 0, all.indexed)
+    );
+    assert_consistent(&library).await;
+}
