@@ -16,6 +16,9 @@ pub struct IngestReport {
     pub bytes: u64,
     pub chunks: usize,
     pub cold_seconds: f64,
+    /// Walking, reading, extracting and chunking alone, on all cores, storing nothing: the
+    /// floor that storage costs are compared against.
+    pub extract_seconds: f64,
     /// Of the cold run: time in SQLite transactions and in the keyword index.
     pub catalog_seconds: f64,
     pub index_seconds: f64,
@@ -25,6 +28,7 @@ pub struct IngestReport {
 }
 
 pub async fn ingest(corpus: &Path, data_dir: &Path) -> Result<IngestReport> {
+    let extract_seconds = extract_only(corpus);
     let library = Library::open(data_dir).await?;
     let cold = library
         .index(&[corpus.to_owned()], &IndexOptions::default(), &|_| {})
@@ -43,11 +47,29 @@ pub async fn ingest(corpus: &Path, data_dir: &Path) -> Result<IngestReport> {
         bytes: cold.bytes,
         chunks: cold.chunks,
         cold_seconds: cold.seconds,
+        extract_seconds,
         catalog_seconds: cold.catalog_seconds,
         index_seconds: cold.index_seconds,
         incremental_seconds: incremental.seconds,
         peak_rss_mb: peak_rss_mb(),
     })
+}
+
+fn extract_only(corpus: &Path) -> f64 {
+    use rayon::prelude::*;
+    let started = Instant::now();
+    let files = crate::ingest::walk::walk(corpus, Path::new("")).files;
+    files.par_iter().for_each(|file| {
+        if let Ok(bytes) = std::fs::read(&file.path) {
+            let _ = crate::ingest::prepare(
+                file.kind,
+                &bytes,
+                Default::default(),
+                &crate::ingest::ApproxTokens,
+            );
+        }
+    });
+    started.elapsed().as_secs_f64()
 }
 
 /// Latency percentiles in milliseconds.

@@ -46,18 +46,20 @@ pub enum DocWrite {
 
 impl Catalog {
     /// Applies a batch of outcomes in one transaction, journalling every document whose index
-    /// entries must change.
-    pub async fn write_batch(&self, batch: &[DocWrite]) -> Result<()> {
+    /// entries must change; returns those document ids.
+    pub async fn write_batch(&self, batch: &[DocWrite]) -> Result<Vec<i64>> {
         let mut tx = self.pool.begin().await?;
+        let mut journalled = Vec::new();
         for write in batch {
-            apply(&mut tx, write).await?;
+            journalled.extend(apply(&mut tx, write).await?);
         }
         tx.commit().await?;
-        Ok(())
+        Ok(journalled)
     }
 }
 
-async fn apply(tx: &mut Transaction<'_, Sqlite>, write: &DocWrite) -> Result<()> {
+/// Writes one outcome; returns the document id if its index entries must change.
+async fn apply(tx: &mut Transaction<'_, Sqlite>, write: &DocWrite) -> Result<Option<i64>> {
     match write {
         DocWrite::Indexed {
             meta,
@@ -87,7 +89,7 @@ async fn apply(tx: &mut Transaction<'_, Sqlite>, write: &DocWrite) -> Result<()>
                 .bind(doc_id)
                 .execute(&mut **tx)
                 .await?;
-            Ok(())
+            Ok(None)
         }
         DocWrite::Moved { doc_id, meta } => {
             sqlx::query(
@@ -176,10 +178,10 @@ async fn replace_chunks(
     Ok(())
 }
 
-async fn journal(tx: &mut Transaction<'_, Sqlite>, doc_id: i64) -> Result<()> {
+async fn journal(tx: &mut Transaction<'_, Sqlite>, doc_id: i64) -> Result<Option<i64>> {
     sqlx::query("INSERT OR IGNORE INTO index_journal (document_id) VALUES (?)")
         .bind(doc_id)
         .execute(&mut **tx)
         .await?;
-    Ok(())
+    Ok(Some(doc_id))
 }

@@ -62,30 +62,21 @@ impl Analyzer {
 }
 
 fn text_analyzer(name: &str) -> TextAnalyzer {
-    let english = |builder: tantivy::tokenizer::TextAnalyzerBuilder| {
-        builder
+    let simple = || {
+        TextAnalyzer::builder(SimpleTokenizer::default())
             .filter(RemoveLongFilter::limit(64))
             .filter(LowerCaser)
-            .filter(Stemmer::new(Language::English))
+    };
+    let korean = |mode| {
+        let latin = simple().filter(Stemmer::new(Language::English)).build();
+        TextAnalyzer::builder(KoreanTokenizer { mode, latin })
+            .filter(RemoveLongFilter::limit(64))
             .build()
     };
     match name {
-        "bigram" => english(
-            TextAnalyzer::builder(KoreanTokenizer {
-                mode: HangulMode::Bigram,
-            })
-            .dynamic(),
-        ),
-        "morph" => english(
-            TextAnalyzer::builder(KoreanTokenizer {
-                mode: HangulMode::Morph,
-            })
-            .dynamic(),
-        ),
-        _ => TextAnalyzer::builder(SimpleTokenizer::default())
-            .filter(RemoveLongFilter::limit(64))
-            .filter(LowerCaser)
-            .build(),
+        "bigram" => korean(HangulMode::Bigram),
+        "morph" => korean(HangulMode::Morph),
+        _ => simple().build(),
     }
 }
 
@@ -183,8 +174,11 @@ impl SearchIndex {
     /// Takes the writer lock. The lock is an OS file lock, so one left by a killed process is
     /// released with it; only a live writer makes this fail.
     pub fn writer(&self) -> Result<IndexWriter> {
+        // One indexing thread per core (tokenizing is the costly part of indexing), each with
+        // a 48 MB arena, which keeps segments few without much memory.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
         self.index
-            .writer_with_num_threads(1, 64 * 1024 * 1024)
+            .writer_with_num_threads(threads, threads * 48 * 1024 * 1024)
             .map_err(|err| match err {
                 tantivy::TantivyError::LockFailure(
                     tantivy::directory::error::LockError::LockBusy,
@@ -322,7 +316,7 @@ fn schema(analyzer: Analyzer) -> (Schema, Fields) {
         let options = TextOptions::default().set_indexing_options(
             TextFieldIndexing::default()
                 .set_tokenizer(tokenizer)
-                .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+                .set_index_option(IndexRecordOption::WithFreqs),
         );
         for (part, boost) in [("title", 2.0), ("heading", 1.5), ("body", 1.0)] {
             let field = builder.add_text_field(&format!("{part}_{tokenizer}"), options.clone());

@@ -11,7 +11,7 @@
 //! Latin-script words are lowercased and stemmed with the English Snowball stemmer in both.
 
 use crate::ingest::chunk::is_cjk;
-use tantivy::tokenizer::{Token, TokenStream, Tokenizer};
+use tantivy::tokenizer::{TextAnalyzer, Token, TokenStream, Tokenizer};
 
 /// How a [`KoreanTokenizer`] treats runs of Hangul.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,10 +21,12 @@ pub enum HangulMode {
 }
 
 /// Splits text into Latin/digit words and Hangul/CJK runs, then treats the runs per [`HangulMode`].
-/// Lowercasing and stemming are left to tantivy filters that follow it.
-#[derive(Debug, Clone, Copy)]
+/// Only the Latin words go through `latin` (lowercasing and stemming): running those filters
+/// over Hangul tokens, which they leave unchanged, would double the cost of indexing Korean.
+#[derive(Clone)]
 pub struct KoreanTokenizer {
     pub mode: HangulMode,
+    pub latin: TextAnalyzer,
 }
 
 /// Particles (조사) and common verb/adjective endings, longest first so the longest match wins.
@@ -151,7 +153,15 @@ impl Tokenizer for KoreanTokenizer {
             let position = tokens.last().map_or(0, |t: &Token| t.position + 1);
             let word = &text[run.start..run.end];
             if !run.cjk {
-                push(&mut tokens, run.start, word, position);
+                let mut latin = self.latin.token_stream(word);
+                while let Some(token) = latin.next() {
+                    push(
+                        &mut tokens,
+                        run.start + token.offset_from,
+                        &token.text,
+                        position,
+                    );
+                }
                 continue;
             }
             match self.mode {
@@ -261,7 +271,8 @@ mod tests {
     use super::*;
 
     fn texts(mode: HangulMode, text: &str) -> Vec<String> {
-        let mut tokenizer = KoreanTokenizer { mode };
+        let latin = TextAnalyzer::builder(tantivy::tokenizer::RawTokenizer::default()).build();
+        let mut tokenizer = KoreanTokenizer { mode, latin };
         let mut stream = tokenizer.token_stream(text);
         let mut out = Vec::new();
         while stream.advance() {

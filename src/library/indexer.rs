@@ -4,7 +4,7 @@
 //! this task, which writes them to SQLite in batched transactions and periodically syncs the
 //! keyword index. SQLite commits are the durable record; the journal makes the index catch up.
 
-use super::Library;
+use super::{IndexSession, Library};
 use crate::catalog::{DocState, DocWrite, FailedDoc, FileMeta};
 use crate::error::{Error, Result};
 use crate::ingest::walk::{FoundFile, walk};
@@ -20,7 +20,7 @@ const BATCH_DOCS: usize = 128;
 const BATCH_BYTES: usize = 8 << 20;
 const BATCH_AGE: Duration = Duration::from_millis(500);
 /// How often a long run makes its progress searchable (a tantivy commit).
-const SYNC_EVERY: Duration = Duration::from_secs(10);
+const COMMIT_EVERY: Duration = Duration::from_secs(10);
 
 /// Options of one indexing run.
 #[derive(Debug, Clone, Default)]
@@ -102,14 +102,11 @@ impl Library {
                 vanished.entry(hash.clone()).or_default().push(doc.id);
             }
         }
+        // Taking the writer first makes a second concurrent run fail now, not after its work.
+        let mut session = IndexSession::start(self)?;
+        let vanished = Arc::new(Mutex::new(vanished));
         let moved = self
-            .run_jobs(
-                jobs,
-                Arc::new(Mutex::new(vanished)),
-                opts,
-                progress,
-                &mut summary,
-            )
+            .run_jobs(jobs, vanished, opts, progress, &mut session, &mut summary)
             .await?;
         progress(&Progress::Finishing);
         if !summary.cancelled {
@@ -119,12 +116,15 @@ impl Library {
                 .map(|d| DocWrite::Removed { doc_id: d.id })
                 .collect();
             summary.removed = removed.len();
-            self.catalog.write_batch(&removed).await?;
+            self.write_and_apply(&removed, &mut session, &mut summary)
+                .await?;
             self.catalog
                 .set_setting("indexed_chunking", &self.settings.chunking_fingerprint())
                 .await?;
         }
-        self.sync_index().await?;
+        let finishing = Instant::now();
+        session.finish().await?;
+        summary.index_seconds += finishing.elapsed().as_secs_f64();
         summary.seconds = started.elapsed().as_secs_f64();
         Ok(summary)
     }
@@ -204,6 +204,7 @@ impl Library {
         vanished: Arc<Vanished>,
         opts: &IndexOptions,
         progress: &(dyn Fn(&Progress) + Send + Sync),
+        session: &mut IndexSession<'_>,
         summary: &mut IndexSummary,
     ) -> Result<HashSet<i64>> {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<DocWrite>(256);
@@ -223,7 +224,7 @@ impl Library {
         let mut batch = Vec::new();
         let mut batch_bytes = 0;
         let mut batch_started = Instant::now();
-        let mut last_sync = Instant::now();
+        let mut last_commit = Instant::now();
         let mut moved = HashSet::new();
         while let Some(write) = rx.recv().await {
             if let DocWrite::Moved { doc_id, .. } = &write {
@@ -236,17 +237,19 @@ impl Library {
                 || batch_bytes >= BATCH_BYTES
                 || batch_started.elapsed() >= BATCH_AGE
             {
-                self.write_timed(&batch, summary).await?;
+                self.write_and_apply(&batch, session, summary).await?;
                 batch.clear();
                 batch_bytes = 0;
                 batch_started = Instant::now();
-                if last_sync.elapsed() >= SYNC_EVERY {
-                    self.sync_timed(summary).await?;
-                    last_sync = Instant::now();
+                if last_commit.elapsed() >= COMMIT_EVERY {
+                    let started = Instant::now();
+                    session.commit().await?;
+                    summary.index_seconds += started.elapsed().as_secs_f64();
+                    last_commit = Instant::now();
                 }
             }
         }
-        self.write_timed(&batch, summary).await?;
+        self.write_and_apply(&batch, session, summary).await?;
         extractor
             .join()
             .map_err(|_| Error::Invalid("the extraction thread panicked".into()))?;
@@ -256,17 +259,19 @@ impl Library {
 }
 
 impl Library {
-    async fn write_timed(&self, batch: &[DocWrite], summary: &mut IndexSummary) -> Result<()> {
+    /// Writes a batch to SQLite, then hands its journalled documents to the index session.
+    async fn write_and_apply(
+        &self,
+        batch: &[DocWrite],
+        session: &mut IndexSession<'_>,
+        summary: &mut IndexSummary,
+    ) -> Result<()> {
         let started = Instant::now();
-        self.catalog.write_batch(batch).await?;
-        summary.catalog_seconds += started.elapsed().as_secs_f64();
-        Ok(())
-    }
-
-    async fn sync_timed(&self, summary: &mut IndexSummary) -> Result<()> {
-        let started = Instant::now();
-        self.sync_index().await?;
-        summary.index_seconds += started.elapsed().as_secs_f64();
+        let journalled = self.catalog.write_batch(batch).await?;
+        let written = Instant::now();
+        session.apply(&journalled).await?;
+        summary.catalog_seconds += (written - started).as_secs_f64();
+        summary.index_seconds += written.elapsed().as_secs_f64();
         Ok(())
     }
 }

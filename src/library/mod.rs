@@ -2,14 +2,17 @@
 //! the operations on it. The CLI, the GUI and the tests all go through this type.
 
 mod indexer;
+mod session;
 mod settings;
+
+use session::IndexSession;
 
 pub use indexer::{IndexOptions, IndexSummary, Progress};
 pub use settings::{IndexSettings, resolve_data_dir};
 
 use crate::catalog::{Catalog, FailedDoc, FolderStatus};
 use crate::error::{Error, Result};
-use crate::index::{ChunkEntry, SearchIndex};
+use crate::index::SearchIndex;
 use std::path::{Path, PathBuf};
 
 pub struct Library {
@@ -100,27 +103,9 @@ impl Library {
         if journal.is_empty() {
             return Ok(());
         }
-        let mut writer = self.index.writer()?;
-        for &doc_id in &journal {
-            self.index.delete_document(&writer, doc_id);
-            let Some((title, chunks)) = self.catalog.document_chunks(doc_id).await? else {
-                continue;
-            };
-            for (chunk_id, heading, text) in &chunks {
-                let entry = ChunkEntry {
-                    chunk_id: *chunk_id,
-                    doc_id,
-                    title: &title,
-                    heading,
-                    text,
-                };
-                self.index.add(&writer, &entry)?;
-            }
-        }
-        writer.commit()?;
-        writer.wait_merging_threads()?;
-        self.catalog.clear_journal(&journal).await?;
-        self.index.reload()
+        let mut session = IndexSession::start(self)?;
+        session.apply(&journal).await?;
+        session.finish().await
     }
 
     pub async fn status(&self) -> Result<LibraryStatus> {
