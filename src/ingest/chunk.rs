@@ -28,13 +28,15 @@ impl TokenCounter for ApproxTokens {
         let mut tokens = 0;
         let mut word_len: usize = 0;
         for c in text.chars() {
-            if c.is_alphanumeric() && !is_cjk(c) {
+            // The CJK range check first: `is_alphanumeric` is a slow table lookup for Hangul.
+            let cjk = is_cjk(c);
+            if !cjk && c.is_alphanumeric() {
                 word_len += 1;
                 continue;
             }
             tokens += word_len.div_ceil(4);
             word_len = 0;
-            if is_cjk(c) || (!c.is_whitespace()) {
+            if cjk || !c.is_whitespace() {
                 tokens += 1;
             }
         }
