@@ -3,9 +3,12 @@
 use glassbox::library::Progress;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub struct IndexBar {
     bar: Option<ProgressBar>,
+    files_done: AtomicUsize,
+    files_total: AtomicUsize,
 }
 
 impl IndexBar {
@@ -14,7 +17,7 @@ impl IndexBar {
             let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{spinner} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {wide_msg}",
+                    "{spinner} {prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {wide_msg}",
                 )
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
@@ -22,7 +25,11 @@ impl IndexBar {
             bar.set_message("scanning…");
             bar
         });
-        IndexBar { bar }
+        IndexBar {
+            bar,
+            files_done: AtomicUsize::new(0),
+            files_total: AtomicUsize::new(0),
+        }
     }
 
     pub fn update(&self, progress: &Progress) {
@@ -33,11 +40,16 @@ impl IndexBar {
                 files,
                 unchanged,
             } => {
+                self.files_total.store(*files, Ordering::Relaxed);
+                bar.set_prefix(format!("0/{files} files"));
                 bar.set_length(*bytes);
                 bar.set_message(format!("{files} files to index, {unchanged} unchanged"));
             }
             Progress::File { path, bytes, .. } => {
                 bar.inc(*bytes);
+                let done = self.files_done.fetch_add(1, Ordering::Relaxed) + 1;
+                let total = self.files_total.load(Ordering::Relaxed);
+                bar.set_prefix(format!("{done}/{total} files"));
                 let name = path
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())

@@ -86,6 +86,8 @@ impl Library {
         progress: &(dyn Fn(&Progress) + Send + Sync),
     ) -> Result<IndexSummary> {
         let started = Instant::now();
+        // Taking the writer first makes a second concurrent run fail now, not after its work.
+        let mut session = IndexSession::start(self)?;
         let roots = self.roots(paths).await?;
         let mut summary = IndexSummary::default();
         let force = self.catalog.setting("indexed_chunking").await?.as_deref()
@@ -102,8 +104,6 @@ impl Library {
                 vanished.entry(hash.clone()).or_default().push(doc.id);
             }
         }
-        // Taking the writer first makes a second concurrent run fail now, not after its work.
-        let mut session = IndexSession::start(self)?;
         let vanished = Arc::new(Mutex::new(vanished));
         let moved = self
             .run_jobs(jobs, vanished, opts, progress, &mut session, &mut summary)

@@ -59,8 +59,12 @@ impl Library {
             index,
             settings,
         };
-        library.sync_index().await?;
-        Ok(library)
+        match library.sync_index().await {
+            // Another process holds the writer (an `index` run in progress): it will bring the
+            // index up to date itself; reading meanwhile is safe.
+            Ok(()) | Err(Error::IndexBusy) => Ok(library),
+            Err(err) => Err(err),
+        }
     }
 
     pub fn data_dir(&self) -> &Path {

@@ -173,3 +173,31 @@ fn unreadable_file_is_recorded() {
     assert!(text.contains("1 indexed"), "{text}");
     assert!(text.contains("secret.txt: cannot read file"), "{text}");
 }
+
+/// While another process holds the index writer, reading still works and a second indexing run
+/// says clearly why it cannot start.
+#[test]
+fn a_busy_index_blocks_writers_not_readers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = tmp.path().join("lib");
+    run(&["index", data("docs").to_str().unwrap()], &lib);
+    let index = tantivy::Index::open_in_dir(lib.join("tantivy")).unwrap();
+    let writer: tantivy::IndexWriter = index.writer(20_000_000).unwrap();
+
+    let search = stdout(&run(&["search", "quantization", "--json"], &lib));
+    assert!(search.contains("paper.pdf"), "{search}");
+    let status = stdout(&run(&["status"], &lib));
+    assert!(status.contains("11 indexed"), "{status}");
+
+    let blocked = glassbox()
+        .arg("--data-dir")
+        .arg(&lib)
+        .arg("index")
+        .output()
+        .unwrap();
+    assert!(!blocked.status.success());
+    let message = String::from_utf8_lossy(&blocked.stderr);
+    assert!(message.contains("another Glassbox process"), "{message}");
+    drop(writer);
+    run(&["index"], &lib);
+}
