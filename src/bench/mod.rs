@@ -187,6 +187,7 @@ pub async fn score_analyzer(
         let mut docs: Vec<String> = Vec::new();
         for r in &results {
             let name = r
+                .chunk
                 .path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())

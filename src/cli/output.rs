@@ -17,8 +17,8 @@ pub fn results(results: &[SearchResult], json: bool) -> anyhow::Result<()> {
     }
     let color = std::io::stdout().is_terminal();
     for r in results {
-        let mut place = format!("lines {}-{}", r.lines[0], r.lines[1]);
-        if let Some(page) = r.page {
+        let mut place = format!("lines {}-{}", r.chunk.lines.0, r.chunk.lines.1);
+        if let Some(page) = r.chunk.page {
             place = format!("page {page}, {place}");
         }
         writeln!(
@@ -26,10 +26,10 @@ pub fn results(results: &[SearchResult], json: bool) -> anyhow::Result<()> {
             "{:>2}. {:>7.3}  {}  ({place})",
             r.rank,
             r.score,
-            r.path.display()
+            r.chunk.path.display()
         )?;
-        if !r.heading.is_empty() {
-            writeln!(out, "    § {}", r.heading)?;
+        if !r.chunk.heading.is_empty() {
+            writeln!(out, "    § {}", r.chunk.heading)?;
         }
         writeln!(
             out,

@@ -1,11 +1,11 @@
 //! Retrieval: turning a question into ranked chunks. For now keyword search (BM25); the vector,
 //! hybrid and re-ranking modes plug in here.
 
+use crate::catalog::ChunkRecord;
 use crate::error::{Error, Result};
 use crate::index::Snippet;
 use crate::ingest::decode::nfc;
 use crate::library::Library;
-use std::path::PathBuf;
 
 /// How to rank chunks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -49,14 +49,8 @@ impl Default for SearchOptions {
 pub struct SearchResult {
     pub rank: usize,
     pub score: f32,
-    pub chunk_id: i64,
-    pub document_id: i64,
-    pub path: PathBuf,
-    pub title: String,
-    pub heading: String,
-    pub page: Option<u32>,
-    pub lines: [u32; 2],
-    pub text: String,
+    #[serde(flatten)]
+    pub chunk: ChunkRecord,
     pub snippet: Snippet,
 }
 
@@ -87,14 +81,7 @@ impl Library {
             results.push(SearchResult {
                 rank: results.len() + 1,
                 score: hit.score,
-                chunk_id: record.chunk_id,
-                document_id: record.document_id,
-                path: record.path,
-                title: record.title,
-                heading: record.heading,
-                page: record.page,
-                lines: [record.lines.0, record.lines.1],
-                text: record.text,
+                chunk: record,
                 snippet,
             });
         }

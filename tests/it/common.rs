@@ -46,7 +46,7 @@ pub async fn top_file(library: &Library, query: &str) -> Option<String> {
     search(library, query)
         .await
         .first()
-        .map(|r| file_name(&r.path))
+        .map(|r| file_name(&r.chunk.path))
 }
 
 pub fn file_name(path: &Path) -> String {

@@ -79,32 +79,32 @@ async fn formats_are_extracted_with_structure() {
 
     // HTML: visible text with heading paths, no script.
     let html = search(&library, "교차 인코더").await;
-    assert_eq!(file_name(&html[0].path), "guide.html");
-    assert_eq!(html[0].heading, "Hybrid retrieval > 재순위화");
+    assert_eq!(file_name(&html[0].chunk.path), "guide.html");
+    assert_eq!(html[0].chunk.heading, "Hybrid retrieval > 재순위화");
     assert!(
         search(&library, "hidden never")
             .await
             .iter()
-            .all(|r| !r.text.contains("never indexed"))
+            .all(|r| !r.chunk.text.contains("never indexed"))
     );
 
     // PDF pages.
     let pdf = search(&library, "quantization").await;
     assert_eq!(
-        (file_name(&pdf[0].path).as_str(), pdf[0].page),
+        (file_name(&pdf[0].chunk.path).as_str(), pdf[0].chunk.page),
         ("paper.pdf", Some(2))
     );
     let pdf = search(&library, "self attention").await;
     assert_eq!(
-        (file_name(&pdf[0].path).as_str(), pdf[0].page),
+        (file_name(&pdf[0].chunk.path).as_str(), pdf[0].chunk.page),
         ("paper.pdf", Some(1))
     );
 
     // DOCX heading styles and XML entities; HWPX sections.
     let docx = search(&library, "lithium separators").await;
-    assert_eq!(file_name(&docx[0].path), "report.docx");
-    assert_eq!(docx[0].heading, "분기 보고서 > Risks");
-    assert!(docx[0].text.contains("cells & separators"));
+    assert_eq!(file_name(&docx[0].chunk.path), "report.docx");
+    assert_eq!(docx[0].chunk.heading, "분기 보고서 > Risks");
+    assert!(docx[0].chunk.text.contains("cells & separators"));
     assert_eq!(
         top_file(&library, "HWPX 압축").await.as_deref(),
         Some("proposal.hwpx")
@@ -141,10 +141,10 @@ async fn encodings_and_line_ranges_are_catalogued() {
     let results = search(&library, "예산은 확정").await;
     let memo = results
         .iter()
-        .find(|r| file_name(&r.path) == "windows-memo.txt")
+        .find(|r| file_name(&r.chunk.path) == "windows-memo.txt")
         .unwrap();
-    assert_eq!(memo.lines, [1, 3]);
-    assert!(memo.path.is_absolute());
+    assert_eq!(memo.chunk.lines, (1, 3));
+    assert!(memo.chunk.path.is_absolute());
     // Read the catalog as any SQLite client would.
     let pool = sqlx::SqlitePool::connect(&format!(
         "sqlite://{}",

@@ -60,7 +60,7 @@ async fn changes_moves_and_deletions() {
     let removed = index(&library, &[]).await;
     assert_eq!(removed.removed, 1);
     let hits = search(&library, "유일무이한낱말").await;
-    assert!(hits.iter().all(|r| r.path != kimchi), "{hits:?}");
+    assert!(hits.iter().all(|r| r.chunk.path != kimchi), "{hits:?}");
     assert!(library.search_index().num_chunks() < chunks_before);
     assert_consistent(&library).await;
 
