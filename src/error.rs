@@ -35,6 +35,8 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Model(#[from] crate::embed::ModelError),
     #[error("indexing was cancelled")]
     Cancelled,
     #[error("{0}")]

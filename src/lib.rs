@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod catalog;
+pub mod embed;
 pub mod error;
 pub mod index;
 pub mod ingest;

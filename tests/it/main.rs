@@ -4,6 +4,7 @@
 mod cli;
 mod common;
 mod crash;
+mod embed;
 mod formats;
 mod incremental;
 mod korean;

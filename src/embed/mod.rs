@@ -1,0 +1,10 @@
+//! Models that turn text into numbers: bi-encoder embeddings for vector search and cross-encoder
+//! re-ranking, both BERT-family encoders run by candle on the CPU.
+
+pub mod embedder;
+pub mod encoder;
+pub mod error;
+pub mod text;
+
+pub use embedder::{Embedder, EmbedderOptions, Pooling};
+pub use error::ModelError;
