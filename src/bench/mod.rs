@@ -5,7 +5,8 @@ pub mod corpus;
 use crate::error::{Error, Result};
 use crate::index::Analyzer;
 use crate::library::{IndexOptions, IndexSettings, IndexSummary, Library};
-use crate::retrieve::SearchOptions;
+use crate::retrieve::eval::{ModeScore, Question, evaluate};
+use crate::retrieve::{Mode, SearchOptions};
 use std::path::Path;
 use std::time::Instant;
 
@@ -129,38 +130,13 @@ pub async fn query(library: &Library, queries: usize, seed: u64) -> Result<Query
     })
 }
 
-/// Retrieval quality of one analyzer on a labelled question set.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct TokenizerScore {
-    pub analyzer: &'static str,
-    pub questions: usize,
-    pub hit_at_1: f64,
-    pub hit_at_5: f64,
-    pub mrr: f64,
-}
-
-/// Reads `query<TAB>expected file name` lines (a header line starting with `query` is skipped).
-pub fn read_questions(path: &Path) -> Result<Vec<(String, String)>> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Path {
-        path: path.to_owned(),
-        source,
-    })?;
-    Ok(text
-        .lines()
-        .filter_map(|line| line.split_once('\t'))
-        .filter(|(q, _)| *q != "query")
-        .map(|(q, e)| (q.trim().to_owned(), e.trim().to_owned()))
-        .collect())
-}
-
-/// Indexes `corpus` with `analyzer` into `data_dir` and scores document-level hits: a question
-/// hits at k when its expected file is among the documents of the top k chunks.
+/// Indexes `corpus` with `analyzer` into `data_dir` and scores BM25 retrieval on `questions`.
 pub async fn score_analyzer(
     analyzer: Analyzer,
     corpus: &Path,
-    questions: &[(String, String)],
+    questions: &[Question],
     data_dir: &Path,
-) -> Result<TokenizerScore> {
+) -> Result<ModeScore> {
     let mut library = Library::open(data_dir).await?;
     library
         .set_settings(IndexSettings {
@@ -177,39 +153,100 @@ pub async fn score_analyzer(
             corpus.display()
         )));
     }
-    let (mut hit1, mut hit5, mut mrr) = (0.0, 0.0, 0.0);
-    let opts = SearchOptions {
-        k: 20,
-        ..SearchOptions::default()
-    };
-    for (question, expected) in questions {
-        let results = library.search(question, &opts).await?;
-        let mut docs: Vec<String> = Vec::new();
-        for r in &results {
-            let name = r
-                .chunk
-                .path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            if !docs.contains(&name) {
-                docs.push(name);
-            }
-        }
-        if let Some(pos) = docs.iter().position(|d| d == expected) {
-            hit1 += f64::from(pos == 0);
-            hit5 += f64::from(pos < 5);
-            mrr += 1.0 / (pos + 1) as f64;
-        }
-    }
+    let score = evaluate(&library, questions, Mode::Bm25).await?;
     library.close().await;
-    let n = questions.len().max(1) as f64;
-    Ok(TokenizerScore {
-        analyzer: analyzer.name(),
-        questions: questions.len(),
-        hit_at_1: hit1 / n,
-        hit_at_5: hit5 / n,
-        mrr: mrr / n,
+    Ok(score)
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EmbedReport {
+    pub chunks: usize,
+    pub tokens: usize,
+    pub batch: usize,
+    pub threads: usize,
+    pub seconds: f64,
+    pub chunks_per_second: f64,
+}
+
+/// Generated English text of exactly `tokens` model tokens (special tokens included).
+fn text_of_tokens(rng: &mut corpus::Rng, counter: &dyn Fn(&str) -> usize, tokens: usize) -> String {
+    let mut text = String::new();
+    while counter(&text) < tokens {
+        text.push_str(&corpus::english_sentence(rng));
+        text.push(' ');
+    }
+    text
+}
+
+/// Embeds `chunks` generated passages of `tokens` tokens (after one warm-up batch).
+pub fn embedding(dir: &Path, tokens: usize, chunks: usize) -> Result<EmbedReport> {
+    use crate::embed::{BATCH, Embedder, EmbedderOptions};
+    let embedder = Embedder::load(
+        dir,
+        &EmbedderOptions {
+            max_tokens: Some(tokens),
+            ..Default::default()
+        },
+    )?;
+    let mut rng = corpus::Rng::new(3);
+    let count = |t: &str| embedder.token_ids(t).map_or(0, |ids| ids.len());
+    let texts: Vec<String> = (0..chunks)
+        .map(|_| text_of_tokens(&mut rng, &count, tokens))
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    embedder.embed(&refs[..BATCH.min(refs.len())])?;
+    let started = Instant::now();
+    embedder.embed(&refs)?;
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(EmbedReport {
+        chunks,
+        tokens,
+        batch: BATCH,
+        threads: rayon::current_num_threads(),
+        seconds,
+        chunks_per_second: chunks as f64 / seconds,
+    })
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RerankReport {
+    pub candidates: usize,
+    pub tokens: usize,
+    pub runs: usize,
+    pub median_ms: f64,
+}
+
+/// Scores `candidates` passages of about `tokens` tokens (query included) with a cross-encoder.
+pub fn reranking(dir: &Path, tokens: usize, candidates: usize) -> Result<RerankReport> {
+    let reranker = crate::embed::CrossEncoder::load(dir, Some(tokens))?;
+    let mut rng = corpus::Rng::new(5);
+    let words = |rng: &mut corpus::Rng, n: usize| {
+        (0..n)
+            .map(|_| corpus::english_sentence(rng))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let passages: Vec<String> = (0..candidates)
+        .map(|_| words(&mut rng, tokens / 8))
+        .collect();
+    let refs: Vec<&str> = passages.iter().map(String::as_str).collect();
+    let query = "how does a cache reduce latency";
+    reranker.score(query, &refs)?;
+    let runs = 3;
+    let mut times: Vec<f64> = (0..runs)
+        .map(|_| {
+            let started = Instant::now();
+            reranker
+                .score(query, &refs)
+                .map(|_| started.elapsed().as_secs_f64() * 1e3)
+        })
+        .collect::<std::result::Result<_, _>>()?;
+    times.sort_by(f64::total_cmp);
+    Ok(RerankReport {
+        candidates,
+        tokens,
+        runs,
+        median_ms: times[runs / 2],
     })
 }
 

@@ -1,8 +1,10 @@
 //! The SQLite catalog (through sqlx): folders, documents, chunks, settings, and the index journal.
 //! It is the source of truth; the tantivy index is rebuilt from it when needed.
 
+mod embeddings;
 mod write;
 
+pub use embeddings::StoredVectors;
 pub use write::{DocWrite, FileMeta};
 
 use crate::error::{Error, Result};

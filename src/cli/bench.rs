@@ -27,6 +27,23 @@ pub enum BenchCommand {
         #[arg(long)]
         work_dir: Option<PathBuf>,
     },
+    /// Embedding throughput: chunks/s of a model folder at a given chunk length.
+    Embed {
+        /// Model folder (config.json, tokenizer.json, model.safetensors).
+        model: PathBuf,
+        #[arg(long, default_value_t = 256)]
+        tokens: usize,
+        #[arg(long, default_value_t = 128)]
+        chunks: usize,
+    },
+    /// Re-ranking time: a cross-encoder folder scoring candidates of a given length.
+    Rerank {
+        model: PathBuf,
+        #[arg(long, default_value_t = 256)]
+        tokens: usize,
+        #[arg(long, default_value_t = 30)]
+        candidates: usize,
+    },
     /// hit@1/hit@5 of each keyword analyzer on a labelled Korean question set.
     Tokenizers {
         #[arg(long, default_value = "tests/data/ko-corpus")]
@@ -131,16 +148,53 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
             );
             library.close().await;
         }
+        BenchCommand::Embed {
+            model,
+            tokens,
+            chunks,
+        } => {
+            let report = bench::embedding(&model, tokens, chunks)?;
+            println!("{}", serde_json::to_string(&report)?);
+            println!(
+                "{} chunks of {} tokens, batch {}, {} threads: {:.2} s = {:.1} chunks/s",
+                report.chunks,
+                report.tokens,
+                report.batch,
+                report.threads,
+                report.seconds,
+                report.chunks_per_second
+            );
+        }
+        BenchCommand::Rerank {
+            model,
+            tokens,
+            candidates,
+        } => {
+            let report = bench::reranking(&model, tokens, candidates)?;
+            println!("{}", serde_json::to_string(&report)?);
+            println!(
+                "{} candidates of {} tokens: {:.0} ms (median of {} runs)",
+                report.candidates, report.tokens, report.median_ms, report.runs
+            );
+        }
         BenchCommand::Tokenizers { corpus, queries } => {
-            let questions = bench::read_questions(&queries)?;
-            println!("| analyzer | questions | hit@1 | hit@5 | MRR |\n|---|---|---|---|---|");
+            let questions = glassbox::retrieve::eval::read_qrels(&queries)?;
+            println!(
+                "| analyzer | questions | hit@1 | hit@5 | MRR@10 | nDCG@10 |\n|---|---|---|---|---|---|"
+            );
             for analyzer in Analyzer::ALL {
                 let tmp = tempfile::tempdir()?;
                 let score =
                     bench::score_analyzer(analyzer, &corpus, &questions, tmp.path()).await?;
+                let m = score.metrics;
                 println!(
-                    "| {} | {} | {:.3} | {:.3} | {:.3} |",
-                    score.analyzer, score.questions, score.hit_at_1, score.hit_at_5, score.mrr
+                    "| {} | {} | {:.3} | {:.3} | {:.3} | {:.3} |",
+                    analyzer.name(),
+                    score.questions,
+                    m.hit_at_1,
+                    m.hit_at_5,
+                    m.mrr_at_10,
+                    m.ndcg_at_10
                 );
             }
         }

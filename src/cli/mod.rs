@@ -1,5 +1,6 @@
 //! Command-line interface. Presentation only: every command is one library call plus printing.
 
+mod models;
 mod output;
 mod progress;
 
@@ -22,6 +23,13 @@ struct Cli {
     /// Where the library lives (default: the platform's application-data folder).
     #[arg(long, global = true, env = "GLASSBOX_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Embedding model: a folder or a known id (`glassbox models list`); default: the library's
+    /// choice, else the default embedder when downloaded.
+    #[arg(long, global = true, value_name = "PATH|ID")]
+    embedder: Option<String>,
+    /// Re-ranking cross-encoder: a folder, a known id, or `none`.
+    #[arg(long, global = true, value_name = "PATH|ID|none")]
+    reranker: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -39,6 +47,15 @@ enum Command {
     },
     /// Remove a folder or file (as given to `index`) from the library.
     Remove { path: PathBuf },
+    /// Score every search mode on labelled questions (QUESTION<TAB>FILE-NAME per line).
+    Eval {
+        qrels: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Known models: list, download, path, use.
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
     /// Measure ingestion, query latency and tokenizers (see BENCHMARKS.md).
     #[command(subcommand)]
     Bench(crate::cli::bench::BenchCommand),
@@ -72,8 +89,21 @@ struct SearchArgs {
     /// Number of results.
     #[arg(short, default_value_t = 10)]
     k: usize,
-    #[arg(long, default_value = "bm25", value_parser = |s: &str| s.parse::<Mode>().map_err(|e| e.to_string()))]
-    mode: Mode,
+    /// bm25, vector, hybrid or hybrid+rerank (default: the best the installed models allow).
+    #[arg(long, value_parser = |s: &str| s.parse::<Mode>().map_err(|e| e.to_string()))]
+    mode: Option<Mode>,
+    /// RRF k.
+    #[arg(long, default_value_t = 60.0)]
+    rrf_k: f32,
+    /// Weights of the BM25 and vector lists in fusion, e.g. 1,0.5.
+    #[arg(long, value_parser = parse_weights, default_value = "1,1")]
+    weights: (f32, f32),
+    /// Fused candidates the reranker scores.
+    #[arg(long, default_value_t = 30)]
+    rerank_top: usize,
+    /// Show every stage: BM25, vector, fusion, re-ranking, timings.
+    #[arg(long)]
+    explain: bool,
     /// One JSON object per result (or per query with --batch).
     #[arg(long)]
     json: bool,
@@ -83,6 +113,14 @@ struct SearchArgs {
 }
 
 mod bench;
+
+fn parse_weights(text: &str) -> Result<(f32, f32), String> {
+    let (a, b) = text
+        .split_once(',')
+        .ok_or("expected two weights, e.g. 1,0.5")?;
+    let parse = |v: &str| v.trim().parse::<f32>().map_err(|e| format!("{v:?}: {e}"));
+    Ok((parse(a)?, parse(b)?))
+}
 
 fn parse_analyzer(name: &str) -> Result<Analyzer, String> {
     Analyzer::parse(name).ok_or_else(|| {
@@ -104,7 +142,11 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.data_dir, command)) {
+    let models = ModelFlags {
+        embedder: cli.embedder,
+        reranker: cli.reranker,
+    };
+    match runtime.block_on(run(cli.data_dir, models, command)) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
@@ -113,17 +155,53 @@ pub fn main() -> ExitCode {
     }
 }
 
-async fn run(data_dir: Option<PathBuf>, command: Command) -> anyhow::Result<ExitCode> {
-    if let Command::Bench(bench) = command {
-        return bench::run(bench).await;
-    }
+/// The global model flags.
+struct ModelFlags {
+    embedder: Option<String>,
+    reranker: Option<String>,
+}
+
+async fn run(
+    data_dir: Option<PathBuf>,
+    flags: ModelFlags,
+    command: Command,
+) -> anyhow::Result<ExitCode> {
+    let command = match command {
+        Command::Bench(bench) => return bench::run(bench).await,
+        Command::Models(models::ModelsCommand::Use { .. }) => command,
+        Command::Models(other) => {
+            models::run(other)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        other => other,
+    };
     let dir = resolve_data_dir(data_dir)?;
     let mut library = Library::open(&dir)
         .await
         .with_context(|| format!("opening the library in {}", dir.display()))?;
     let code = match command {
-        Command::Index(args) => index(&mut library, args).await?,
-        Command::Search(args) => search(&library, args).await?,
+        Command::Index(args) => {
+            library.set_embedder(models::embedder(&library, flags.embedder.as_deref()).await?);
+            index(&mut library, args).await?
+        }
+        Command::Search(args) => {
+            if args.mode != Some(Mode::Bm25) {
+                library.set_embedder(models::embedder(&library, flags.embedder.as_deref()).await?);
+                library.set_reranker(models::reranker(&library, flags.reranker.as_deref()).await?);
+            }
+            search(&library, args).await?
+        }
+        Command::Eval { qrels, json } => {
+            library.set_embedder(models::embedder(&library, flags.embedder.as_deref()).await?);
+            library.set_reranker(models::reranker(&library, flags.reranker.as_deref()).await?);
+            output::eval(&library, &qrels, json).await?;
+            ExitCode::SUCCESS
+        }
+        Command::Models(models::ModelsCommand::Use { model, role }) => {
+            models::use_model(&library, &model, &role).await?;
+            ExitCode::SUCCESS
+        }
+        Command::Models(_) => unreachable!("handled above"),
         Command::Status { json } => {
             output::status(&library.status().await?, json)?;
             ExitCode::SUCCESS
@@ -160,6 +238,14 @@ async fn index(library: &mut Library, args: IndexArgs) -> anyhow::Result<ExitCod
         .await?;
     bar.finish();
     output::summary(&summary, args.json)?;
+    if library.embedder().is_some() {
+        let bar = progress::EmbedBar::new(!args.json);
+        let embedded = library
+            .embed_pending(&IndexOptions::default(), &|p| bar.update(p))
+            .await?;
+        bar.finish();
+        output::embed_summary(&embedded, args.json)?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -180,11 +266,14 @@ async fn search(library: &Library, args: SearchArgs) -> anyhow::Result<ExitCode>
         None => args.query.into_iter().collect(),
     };
     for query in &queries {
-        let results = library.search(query, &opts).await?;
+        let response = library.search(query, &opts).await?;
         if args.batch.is_some() {
-            output::batch_results(query, &results, args.json)?;
+            output::batch_results(&response, args.json)?;
         } else {
-            output::results(&results, args.json)?;
+            output::results(&response.results, args.json)?;
+        }
+        if args.explain {
+            output::explain(library, &response.trace, args.json).await?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -66,3 +66,38 @@ impl IndexBar {
         }
     }
 }
+
+/// The progress bar of the embedding phase of `glassbox index`.
+pub struct EmbedBar {
+    bar: Option<ProgressBar>,
+}
+
+impl EmbedBar {
+    pub fn new(enabled: bool) -> Self {
+        let bar = (enabled && std::io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "embedding [{bar:30}] {pos}/{len} chunks {per_sec} eta {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar
+        });
+        EmbedBar { bar }
+    }
+
+    pub fn update(&self, progress: glassbox::library::EmbedProgress) {
+        if let Some(bar) = &self.bar {
+            bar.set_length(progress.total);
+            bar.set_position(progress.done);
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

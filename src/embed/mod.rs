@@ -4,7 +4,9 @@
 pub mod embedder;
 pub mod encoder;
 pub mod error;
+pub mod rerank;
 pub mod text;
 
-pub use embedder::{Embedder, EmbedderOptions, Pooling};
+pub use embedder::{BATCH, Embedder, EmbedderOptions, Pooling};
 pub use error::ModelError;
+pub use rerank::CrossEncoder;

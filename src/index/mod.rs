@@ -2,6 +2,7 @@
 //! SQLite catalog and can be rebuilt from it at any time.
 
 pub mod tokenize;
+pub mod vector;
 
 use crate::error::{Error, Result};
 use std::path::Path;

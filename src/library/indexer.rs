@@ -8,7 +8,7 @@ use super::{IndexSession, Library};
 use crate::catalog::{DocState, DocWrite, FailedDoc, FileMeta};
 use crate::error::{Error, Result};
 use crate::ingest::walk::{FoundFile, walk};
-use crate::ingest::{ApproxTokens, ExtractError, prepare};
+use crate::ingest::{ApproxTokens, ExtractError, TokenCounter, prepare};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -90,8 +90,9 @@ impl Library {
         let mut session = IndexSession::start(self)?;
         let roots = self.roots(paths).await?;
         let mut summary = IndexSummary::default();
+        let fingerprint = self.chunking_fingerprint();
         let force = self.catalog.setting("indexed_chunking").await?.as_deref()
-            != Some(self.settings.chunking_fingerprint().as_str());
+            != Some(fingerprint.as_str());
         let (jobs, gone) = self.plan(&roots, force, &mut summary).await?;
         progress(&Progress::Planned {
             files: jobs.len(),
@@ -119,7 +120,7 @@ impl Library {
             self.write_and_apply(&removed, &mut session, &mut summary)
                 .await?;
             self.catalog
-                .set_setting("indexed_chunking", &self.settings.chunking_fingerprint())
+                .set_setting("indexed_chunking", &fingerprint)
                 .await?;
         }
         let finishing = Instant::now();
@@ -209,6 +210,7 @@ impl Library {
     ) -> Result<HashSet<i64>> {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<DocWrite>(256);
         let settings = self.settings;
+        let counter = self.token_counter();
         let cancel = opts.cancel.clone();
         let extractor = std::thread::spawn(move || {
             use rayon::prelude::*;
@@ -216,7 +218,7 @@ impl Library {
                 if cancel.load(Ordering::Relaxed) {
                     return;
                 }
-                let write = process(job, &settings, &vanished);
+                let write = process(job, &settings, &*counter, &vanished);
                 // A closed channel means the writer stopped on an error; the rest is moot.
                 let _ = tx.blocking_send(write);
             });
@@ -259,6 +261,20 @@ impl Library {
 }
 
 impl Library {
+    /// Chunks are measured in the embedding model's tokens when there is one.
+    fn token_counter(&self) -> Arc<dyn TokenCounter> {
+        match &self.embedder {
+            Some(active) => active.model.clone(),
+            None => Arc::new(ApproxTokens),
+        }
+    }
+
+    /// Identifies how files are cut into chunks; when it changes every file is redone.
+    fn chunking_fingerprint(&self) -> String {
+        let counter = self.embedder.as_ref().map_or("approx", |a| a.id.as_str());
+        format!("{}:{counter}", self.settings.chunking_fingerprint())
+    }
+
     /// Writes a batch to SQLite, then hands its journalled documents to the index session.
     async fn write_and_apply(
         &self,
@@ -322,7 +338,12 @@ fn write_bytes(write: &DocWrite) -> usize {
 }
 
 /// Does the work for one file: read, hash, then touch, move or extract.
-fn process(job: Job, settings: &super::IndexSettings, vanished: &Vanished) -> DocWrite {
+fn process(
+    job: Job,
+    settings: &super::IndexSettings,
+    counter: &dyn TokenCounter,
+    vanished: &Vanished,
+) -> DocWrite {
     let file = &job.file;
     let meta = FileMeta {
         folder_id: job.folder_id,
@@ -366,7 +387,7 @@ fn process(job: Job, settings: &super::IndexSettings, vanished: &Vanished) -> Do
     } else if let Some(doc_id) = take_vanished(vanished, &hash) {
         return DocWrite::Moved { doc_id, meta };
     }
-    match prepare(file.kind, &bytes, settings.chunk, &ApproxTokens) {
+    match prepare(file.kind, &bytes, settings.chunk, counter) {
         Ok(prepared) => DocWrite::Indexed {
             title: prepared.title.unwrap_or_else(|| file_name(&file.path)),
             encoding: prepared.encoding,
@@ -430,7 +451,7 @@ mod tests {
         std::fs::write(&path, "잠깐 있다 사라지는 파일").unwrap();
         let job = job(path.clone(), 30);
         std::fs::remove_file(&path).unwrap();
-        let write = process(job, &Default::default(), &Mutex::default());
+        let write = process(job, &Default::default(), &ApproxTokens, &Mutex::default());
         let DocWrite::Failed { error, .. } = write else {
             panic!("{write:?}")
         };
@@ -446,7 +467,7 @@ mod tests {
             max_file_mb: 1,
             ..Default::default()
         };
-        let write = process(job(path, 10), &settings, &Mutex::default());
+        let write = process(job(path, 10), &settings, &ApproxTokens, &Mutex::default());
         let DocWrite::Failed { error, .. } = write else {
             panic!("{write:?}")
         };

@@ -1,25 +1,32 @@
 //! A Glassbox library: one data directory holding the SQLite catalog and the tantivy index, and
 //! the operations on it. The CLI, the GUI and the tests all go through this type.
 
+mod embedding;
 mod indexer;
 mod session;
 mod settings;
 
 use session::IndexSession;
 
+pub use embedding::{ActiveEmbedder, EmbedProgress, EmbedSummary, unit};
 pub use indexer::{IndexOptions, IndexSummary, Progress};
 pub use settings::{IndexSettings, resolve_data_dir};
 
 use crate::catalog::{Catalog, FailedDoc, FolderStatus};
+use crate::embed::CrossEncoder;
 use crate::error::{Error, Result};
 use crate::index::SearchIndex;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub struct Library {
     dir: PathBuf,
     catalog: Catalog,
     index: SearchIndex,
     settings: IndexSettings,
+    embedder: Option<ActiveEmbedder>,
+    reranker: Option<Arc<CrossEncoder>>,
+    vectors: embedding::VectorCache,
 }
 
 /// What `glassbox status` shows.
@@ -58,6 +65,9 @@ impl Library {
             catalog,
             index,
             settings,
+            embedder: None,
+            reranker: None,
+            vectors: Default::default(),
         };
         match library.sync_index().await {
             // Another process holds the writer (an `index` run in progress): it will bring the
@@ -73,6 +83,25 @@ impl Library {
 
     pub fn settings(&self) -> &IndexSettings {
         &self.settings
+    }
+
+    /// Uses this embedding model for vector search and `embed_pending`. Its vectors are stored
+    /// under `id`; vectors of any other model are dropped at the next `embed_pending`.
+    pub fn set_embedder(&mut self, embedder: Option<ActiveEmbedder>) {
+        self.embedder = embedder;
+        self.vectors_changed();
+    }
+
+    pub fn embedder(&self) -> Option<&ActiveEmbedder> {
+        self.embedder.as_ref()
+    }
+
+    pub fn set_reranker(&mut self, reranker: Option<Arc<CrossEncoder>>) {
+        self.reranker = reranker;
+    }
+
+    pub fn reranker(&self) -> Option<&Arc<CrossEncoder>> {
+        self.reranker.as_ref()
     }
 
     pub fn catalog(&self) -> &Catalog {

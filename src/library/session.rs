@@ -54,6 +54,7 @@ impl<'a> IndexSession<'a> {
         self.writer.commit()?;
         self.library.catalog.clear_journal(&self.applied).await?;
         self.applied.clear();
+        self.library.vectors_changed();
         self.library.index.reload()
     }
 

@@ -38,7 +38,7 @@ pub async fn search(library: &Library, query: &str) -> Vec<SearchResult> {
         k: 10,
         ..SearchOptions::default()
     };
-    library.search(query, &opts).await.unwrap()
+    library.search(query, &opts).await.unwrap().results
 }
 
 /// File name of the top result, if any.

@@ -2,12 +2,13 @@
 //! evaluation `glassbox bench tokenizers` reports in BENCHMARKS.md).
 
 use crate::common::*;
-use glassbox::bench::{read_questions, score_analyzer};
+use glassbox::bench::score_analyzer;
 use glassbox::index::Analyzer;
+use glassbox::retrieve::eval::read_qrels;
 
 #[tokio::test]
 async fn default_analyzer_finds_korean_documents_despite_particles() {
-    let questions = read_questions(&data("ko-queries.tsv")).unwrap();
+    let questions = read_qrels(&data("ko-queries.tsv")).unwrap();
     assert!(questions.len() >= 40);
     let corpus = data("ko-corpus");
     let tmp = tempfile::tempdir().unwrap();
@@ -27,10 +28,10 @@ async fn default_analyzer_finds_korean_documents_despite_particles() {
     )
     .await
     .unwrap();
-    assert!(chosen.hit_at_5 >= 0.95, "{chosen:?}");
-    assert!(chosen.hit_at_1 >= 0.9, "{chosen:?}");
+    assert!(chosen.metrics.hit_at_5 >= 0.95, "{chosen:?}");
+    assert!(chosen.metrics.hit_at_1 >= 0.9, "{chosen:?}");
     assert!(
-        chosen.hit_at_1 > simple.hit_at_1 + 0.1,
+        chosen.metrics.hit_at_1 > simple.metrics.hit_at_1 + 0.1,
         "{chosen:?} vs {simple:?}"
     );
 }

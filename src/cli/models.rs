@@ -1,0 +1,166 @@
+//! `glassbox models ...` and the choice of embedder and reranker for a command.
+
+use clap::Subcommand;
+use glassbox::Library;
+use glassbox::embed::{CrossEncoder, Embedder, EmbedderOptions};
+use glassbox::library::ActiveEmbedder;
+use glassbox::models::{self, Hub, Role};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+#[derive(Subcommand)]
+pub enum ModelsCommand {
+    /// Known models, their size, licence, languages, and whether they are downloaded.
+    List,
+    /// Download a known model into the Hugging Face cache (resumes an interrupted download).
+    Download { id: String },
+    /// Print the folder of a downloaded model.
+    Path { id: String },
+    /// Make a model (known id or folder) the library's embedder or reranker; `none` turns the
+    /// reranker off.
+    Use {
+        model: String,
+        #[arg(long, value_parser = ["embedder", "reranker"], default_value = "embedder")]
+        role: String,
+    },
+}
+
+pub fn run(command: ModelsCommand) -> anyhow::Result<()> {
+    let hub = Hub::from_env();
+    match command {
+        ModelsCommand::List => {
+            println!(
+                "{:<46} {:<9} {:>9}  {:<11} {:<10} languages",
+                "id", "role", "size", "licence", "status"
+            );
+            for spec in models::known() {
+                let status = if hub.cached_dir(&spec).is_some() {
+                    "downloaded"
+                } else {
+                    "-"
+                };
+                let role = format!("{:?}{}", spec.role, if spec.default { "*" } else { "" })
+                    .to_lowercase();
+                println!(
+                    "{:<46} {:<9} {:>6} MB  {:<11} {:<10} {}",
+                    spec.id,
+                    role,
+                    spec.size() / 1_000_000,
+                    spec.license,
+                    status,
+                    spec.languages.join(", ")
+                );
+            }
+            println!("* default for its role");
+        }
+        ModelsCommand::Download { id } => {
+            let spec = models::find(&id)?;
+            let bar = download_bar();
+            let dir = hub.download(&spec, &mut |p| {
+                if let Some(bar) = &bar {
+                    bar.set_length(p.total);
+                    bar.set_position(p.done);
+                    bar.set_message(p.file.clone());
+                }
+            })?;
+            if let Some(bar) = bar {
+                bar.finish_and_clear();
+            }
+            println!("{}", dir.display());
+        }
+        ModelsCommand::Path { id } => {
+            let spec = models::find(&id)?;
+            let dir = hub.cached_dir(&spec).ok_or_else(|| {
+                anyhow::anyhow!("{id} is not downloaded; run `glassbox models download {id}`")
+            })?;
+            println!("{}", dir.display());
+        }
+        ModelsCommand::Use { .. } => unreachable!("needs a library: handled by the caller"),
+    }
+    Ok(())
+}
+
+fn download_bar() -> Option<ProgressBar> {
+    std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "[{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar
+    })
+}
+
+/// Stores a model choice in the library's settings.
+pub async fn use_model(library: &Library, model: &str, role: &str) -> anyhow::Result<()> {
+    if !(role == "reranker" && model == "none") {
+        models::resolve(model, &Hub::from_env())?;
+    }
+    library.catalog().set_setting(role, model).await?;
+    println!("{role}: {model}");
+    Ok(())
+}
+
+/// The embedder for this command: the flag, else the library's setting, else the default
+/// embedder if it is downloaded; `None` means keyword search only.
+pub async fn embedder(
+    library: &Library,
+    flag: Option<&str>,
+) -> anyhow::Result<Option<ActiveEmbedder>> {
+    let Some(choice) = choice(library, flag, Role::Embedder).await? else {
+        return Ok(None);
+    };
+    let resolved = models::resolve(&choice, &Hub::from_env())?;
+    let opts = resolved
+        .spec
+        .as_ref()
+        .map(|s| s.embedder_options())
+        .unwrap_or_else(EmbedderOptions::default);
+    let model = Embedder::load(&resolved.dir, &opts)?;
+    Ok(Some(ActiveEmbedder {
+        id: resolved.id,
+        model: Arc::new(model),
+    }))
+}
+
+pub async fn reranker(
+    library: &Library,
+    flag: Option<&str>,
+) -> anyhow::Result<Option<Arc<CrossEncoder>>> {
+    let Some(choice) = choice(library, flag, Role::Reranker).await? else {
+        return Ok(None);
+    };
+    let resolved = models::resolve(&choice, &Hub::from_env())?;
+    let max_tokens = resolved.spec.as_ref().map(|s| s.max_tokens);
+    Ok(Some(Arc::new(CrossEncoder::load(
+        &resolved.dir,
+        max_tokens,
+    )?)))
+}
+
+async fn choice(
+    library: &Library,
+    flag: Option<&str>,
+    role: Role,
+) -> anyhow::Result<Option<String>> {
+    let key = if role == Role::Embedder {
+        "embedder"
+    } else {
+        "reranker"
+    };
+    let chosen = match flag {
+        Some(flag) => Some(flag.to_owned()),
+        None => library.catalog().setting(key).await?,
+    };
+    Ok(match chosen {
+        Some(c) if c == "none" => None,
+        Some(c) => Some(c),
+        None => models::default_for(role)
+            .filter(|s| Hub::from_env().cached_dir(s).is_some())
+            .map(|s| s.id),
+    })
+}
