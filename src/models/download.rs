@@ -111,9 +111,12 @@ impl Hub {
     }
 }
 
-/// Removes a snapshot entry and the blob it points to.
+/// Removes a snapshot entry, the blob it points to, and hf-hub's lock file of that blob.
 fn remove_cached(pointer: &Path) {
     if let Ok(blob) = std::fs::canonicalize(pointer) {
+        let mut lock = blob.clone().into_os_string();
+        lock.push(".lock");
+        std::fs::remove_file(lock).ok();
         std::fs::remove_file(blob).ok();
     }
     std::fs::remove_file(pointer).ok();

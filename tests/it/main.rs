@@ -4,7 +4,9 @@
 mod cli;
 mod common;
 mod crash;
+mod download;
 mod embed;
 mod formats;
+mod hfserver;
 mod incremental;
 mod korean;

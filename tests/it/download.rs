@@ -1,0 +1,238 @@
+//! Model downloads through the real hf-hub code against a real HTTP server on 127.0.0.1.
+
+use crate::common::*;
+use crate::hfserver::HfServer;
+use glassbox::embed::ModelError;
+use glassbox::models::{Hub, ModelFile, ModelSpec, Role};
+use sha2::{Digest, Sha256};
+
+const REVISION: &str = "0123456789abcdef0123456789abcdef01234567";
+
+fn sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn spec(files: &[(&str, &[u8])]) -> ModelSpec {
+    ModelSpec {
+        id: "test/tiny".into(),
+        role: Role::Embedder,
+        default: false,
+        repo: "test/tiny".into(),
+        revision: REVISION.into(),
+        architecture: "bert".into(),
+        pooling: None,
+        normalize: None,
+        query_prefix: String::new(),
+        passage_prefix: String::new(),
+        max_tokens: 16,
+        dimensions: 8,
+        languages: vec![],
+        license: "MIT".into(),
+        files: files
+            .iter()
+            .map(|(name, bytes)| ModelFile {
+                name: (*name).into(),
+                sha256: sha256(bytes),
+                size: Some(bytes.len() as u64),
+            })
+            .collect(),
+    }
+}
+
+fn payload(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 % 251) as u8).collect()
+}
+
+#[test]
+fn download_resumes_after_a_cut_connection_and_verifies() {
+    let server = HfServer::start();
+    let weights = payload(3 << 20);
+    let config = b"{\"model_type\": \"bert\"}".to_vec();
+    server.add(
+        "test/tiny",
+        REVISION,
+        "model.safetensors",
+        weights.clone(),
+        &sha256(&weights),
+    );
+    server.add(
+        "test/tiny",
+        REVISION,
+        "config.json",
+        config.clone(),
+        &sha256(&config),
+    );
+    let spec = spec(&[("config.json", &config), ("model.safetensors", &weights)]);
+    let home = tempfile::tempdir().unwrap();
+    let hub = Hub::new(Some(server.endpoint.clone()), home.path());
+
+    server.cut_next_downloads(1);
+    let mut seen = 0;
+    let first = hub.download(&spec, &mut |p| seen = seen.max(p.done));
+    assert!(
+        matches!(first, Err(ModelError::Download { .. })),
+        "{first:?}"
+    );
+    assert!(hub.cached_dir(&spec).is_none());
+
+    let dir = hub
+        .download(&spec, &mut |p| seen = seen.max(p.done))
+        .unwrap();
+    assert_eq!(
+        std::fs::read(dir.join("model.safetensors")).unwrap(),
+        weights
+    );
+    assert_eq!(hub.cached_dir(&spec), Some(dir));
+    assert_eq!(seen, weights.len() as u64);
+    // The second attempt asked only for what was missing.
+    let resumed = server.ranges().iter().any(|r| {
+        r.trim_start_matches("bytes=")
+            .split('-')
+            .next()
+            .unwrap()
+            .parse::<usize>()
+            .unwrap()
+            > 0
+    });
+    assert!(resumed, "no resuming Range request: {:?}", server.ranges());
+    // Cached: a third call downloads nothing.
+    let requests = server.ranges().len();
+    hub.download(&spec, &mut |_| {}).unwrap();
+    assert_eq!(server.ranges().len(), requests);
+}
+
+#[test]
+fn wrong_checksum_is_an_error_and_leaves_nothing_behind() {
+    let server = HfServer::start();
+    let served = payload(100_000);
+    let mut expected = served.clone();
+    expected[0] ^= 1;
+    server.add(
+        "test/tiny",
+        REVISION,
+        "model.safetensors",
+        served.clone(),
+        &sha256(&served),
+    );
+    let spec = spec(&[("model.safetensors", &expected)]);
+    let home = tempfile::tempdir().unwrap();
+    let hub = Hub::new(Some(server.endpoint.clone()), home.path());
+    let err = hub.download(&spec, &mut |_| {}).unwrap_err();
+    assert!(matches!(err, ModelError::Checksum { .. }), "{err}");
+    assert!(err.to_string().contains("model.safetensors"));
+    // No data is left: no blob, no partial download, no snapshot entry (a ref naming the
+    // revision's commit may stay; it holds no model data).
+    let leftovers: Vec<_> = walk(home.path())
+        .into_iter()
+        .filter(|p| p.is_file() || p.is_symlink())
+        .filter(|p| !p.parent().unwrap().ends_with("refs"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() && !path.is_symlink() {
+            out.extend(walk(&path));
+        }
+        out.push(path);
+    }
+    out
+}
+
+/// The CLI end to end: `models download` of the real all-MiniLM-L6-v2 files (the registry's
+/// checksums are those of the Hub), HF_ENDPOINT and HF_HOME honoured, then the model used by id.
+#[test]
+fn cli_downloads_a_known_model_and_uses_it_by_id() {
+    let server = HfServer::start();
+    let spec = glassbox::models::find("sentence-transformers/all-MiniLM-L6-v2").unwrap();
+    let local = crate::embed::minilm_dir();
+    for file in &spec.files {
+        server.add(
+            &spec.repo,
+            &spec.revision,
+            &file.name,
+            std::fs::read(local.join(&file.name)).unwrap(),
+            &file.sha256,
+        );
+    }
+    let home = tempfile::tempdir().unwrap();
+    let env = |cmd: &mut std::process::Command| {
+        cmd.env("HF_ENDPOINT", &server.endpoint)
+            .env("HF_HOME", home.path());
+    };
+    let mut download = glassbox();
+    env(&mut download);
+    let out = download
+        .args(["models", "download", &spec.id])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(
+        std::path::Path::new(&dir)
+            .join("model.safetensors")
+            .is_file()
+    );
+
+    let mut list = glassbox();
+    env(&mut list);
+    let listing =
+        String::from_utf8(list.args(["models", "list"]).output().unwrap().stdout).unwrap();
+    let row = listing.lines().find(|l| l.starts_with(&spec.id)).unwrap();
+    assert!(row.contains("downloaded"), "{row}");
+
+    let lib = home.path().join("lib");
+    let mut index = glassbox();
+    env(&mut index);
+    let out = index
+        .arg("--data-dir")
+        .arg(&lib)
+        .args([
+            "index",
+            data("docs").to_str().unwrap(),
+            "--embedder",
+            &spec.id,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("chunks embedded"));
+    let mut search = glassbox();
+    env(&mut search);
+    let out = search
+        .arg("--data-dir")
+        .arg(&lib)
+        .args([
+            "--embedder",
+            &spec.id,
+            "search",
+            "making model weights smaller",
+            "--mode",
+            "vector",
+            "--json",
+            "-k",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("paper.pdf") && text.contains("\"page\":2"),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
