@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 /// Chunks read, embedded and stored per round (one SQLite transaction).
-const ROUND: usize = 256;
+const ROUND: usize = 64;
 
 /// The embedding model attached to a library, with the id its vectors are stored under.
 #[derive(Clone)]

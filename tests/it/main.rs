@@ -10,3 +10,4 @@ mod formats;
 mod hfserver;
 mod incremental;
 mod korean;
+mod semantic;
