@@ -250,10 +250,108 @@ pub fn reranking(dir: &Path, tokens: usize, candidates: usize) -> Result<RerankR
     })
 }
 
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VectorReport {
+    pub chunks: usize,
+    pub dims: usize,
+    pub synthetic_vectors: u64,
+    pub load_seconds: f64,
+    pub vector_memory_mb: f64,
+    pub rss_before_mb: Option<f64>,
+    pub rss_after_mb: Option<f64>,
+    /// Exact top-10 over the in-memory matrix.
+    pub vector_top10: Latency,
+    /// Whole hybrid search: BM25 + query embedding + vector top-50 + RRF + fetch + snippets.
+    pub hybrid: Latency,
+    /// Query embedding alone (part of `hybrid`).
+    pub embed_query: Latency,
+}
+
+/// Vector and hybrid search latency over every chunk of `library` (which has an embedder).
+/// Chunks without a vector get a random unit vector first: latency and memory do not depend on
+/// the values, and embedding 100,000 chunks for real would take hours on a laptop CPU.
+pub async fn vectors(library: &Library, queries: usize) -> Result<VectorReport> {
+    let active = library
+        .embedder()
+        .cloned()
+        .ok_or_else(|| Error::Invalid("bench vectors needs --embedder".into()))?;
+    let dims = active.model.dims();
+    let mut rng = corpus::Rng::new(11);
+    let mut synthetic = 0;
+    loop {
+        let todo = library
+            .catalog()
+            .chunks_without_vectors(&active.id, 5000)
+            .await?;
+        if todo.is_empty() {
+            break;
+        }
+        let rows: Vec<(i64, Vec<f32>)> = todo
+            .iter()
+            .map(|(id, _)| {
+                (
+                    *id,
+                    crate::library::unit(
+                        (0..dims)
+                            .map(|_| (rng.next_u64() % 2001) as f32 - 1000.0)
+                            .collect(),
+                    ),
+                )
+            })
+            .collect();
+        synthetic += rows.len() as u64;
+        library.catalog().store_vectors(&active.id, &rows).await?;
+    }
+    let rss_before_mb = current_rss_mb();
+    let started = Instant::now();
+    let index = library
+        .vector_index()
+        .await?
+        .ok_or_else(|| Error::Invalid("no vectors".into()))?;
+    let load_seconds = started.elapsed().as_secs_f64();
+    let rss_after_mb = current_rss_mb();
+    let texts: Vec<String> = (0..queries).map(|_| corpus::query(&mut rng)).collect();
+    let (mut vector, mut hybrid, mut embed) = (Vec::new(), Vec::new(), Vec::new());
+    let opts = SearchOptions {
+        mode: Some(Mode::Hybrid),
+        ..SearchOptions::default()
+    };
+    for text in &texts {
+        let query = crate::library::unit(active.model.embed_query(text)?);
+        let clock = Instant::now();
+        index.search(&query, 10);
+        vector.push(clock.elapsed().as_secs_f64() * 1e3);
+        let response = library.search(text, &opts).await?;
+        hybrid.push(response.trace.timings.total_ms);
+        embed.push(response.trace.timings.embed_query_ms);
+    }
+    Ok(VectorReport {
+        chunks: index.len(),
+        dims: index.dims(),
+        synthetic_vectors: synthetic,
+        load_seconds,
+        vector_memory_mb: index.memory_bytes() as f64 / 1e6,
+        rss_before_mb,
+        rss_after_mb,
+        vector_top10: Latency::from(vector),
+        hybrid: Latency::from(hybrid),
+        embed_query: Latency::from(embed),
+    })
+}
+
+/// Resident set size of this process now (VmRSS), Linux only.
+pub fn current_rss_mb() -> Option<f64> {
+    proc_status_mb("VmRSS:")
+}
+
 /// Peak resident set size (VmHWM) of this process, from /proc on Linux.
 pub fn peak_rss_mb() -> Option<f64> {
+    proc_status_mb("VmHWM:")
+}
+
+fn proc_status_mb(key: &str) -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status.lines().find(|l| l.starts_with(key))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
 }

@@ -10,7 +10,7 @@ pub struct StoredVectors {
     pub ids: Vec<i64>,
     pub dims: usize,
     /// Row-major `ids.len() × dims`.
-    pub data: Vec<f32>,
+    pub data: Vec<f16>,
 }
 
 impl Catalog {
@@ -73,30 +73,32 @@ impl Catalog {
         Ok(done.rows_affected())
     }
 
-    /// Loads every vector of `model`; `None` when there are none.
+    /// Loads every vector of `model`; `None` when there are none. Rows are streamed, so the peak
+    /// memory is the matrix itself, not the matrix plus every row as fetched.
     pub async fn load_vectors(&self, model: &str) -> Result<Option<StoredVectors>> {
-        let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+        use futures_util::TryStreamExt;
+        let mut rows = sqlx::query_as::<_, (i64, Vec<u8>)>(
             "SELECT chunk_id, vector FROM embeddings WHERE model = ? ORDER BY chunk_id",
         )
         .bind(model)
-        .fetch_all(&self.pool)
-        .await?;
-        let Some(first) = rows.first() else {
-            return Ok(None);
-        };
-        let dims = first.1.len() / 2;
-        let mut ids = Vec::with_capacity(rows.len());
-        let mut data = Vec::with_capacity(rows.len() * dims);
-        let mut halves = vec![f16::ZERO; dims];
-        let mut floats = vec![0f32; dims];
-        for (id, bytes) in rows.iter().filter(|(_, b)| b.len() == dims * 2) {
-            for (h, pair) in halves.iter_mut().zip(bytes.chunks_exact(2)) {
-                *h = f16::from_le_bytes([pair[0], pair[1]]);
+        .fetch(&self.pool);
+        let mut out: Option<StoredVectors> = None;
+        while let Some((id, bytes)) = rows.try_next().await? {
+            let stored = out.get_or_insert_with(|| StoredVectors {
+                ids: Vec::new(),
+                dims: bytes.len() / 2,
+                data: Vec::new(),
+            });
+            if bytes.len() != stored.dims * 2 {
+                continue;
             }
-            halves.convert_to_f32_slice(&mut floats);
-            data.extend_from_slice(&floats);
-            ids.push(*id);
+            stored.data.extend(
+                bytes
+                    .chunks_exact(2)
+                    .map(|p| f16::from_le_bytes([p[0], p[1]])),
+            );
+            stored.ids.push(id);
         }
-        Ok(Some(StoredVectors { ids, dims, data }))
+        Ok(out.filter(|s| !s.ids.is_empty()))
     }
 }

@@ -27,6 +27,14 @@ pub enum BenchCommand {
         #[arg(long)]
         work_dir: Option<PathBuf>,
     },
+    /// Vector and hybrid latency and memory over an indexed library (see `bench query`), with
+    /// the global --embedder for queries.
+    Vectors {
+        #[arg(long)]
+        work_dir: PathBuf,
+        #[arg(long, default_value_t = 200)]
+        queries: usize,
+    },
     /// Embedding throughput: chunks/s of a model folder at a given chunk length.
     Embed {
         /// Model folder (config.json, tokenizer.json, model.safetensors).
@@ -63,8 +71,34 @@ fn work_dir(given: Option<PathBuf>) -> anyhow::Result<(PathBuf, Option<tempfile:
     }
 }
 
-pub async fn run(command: BenchCommand) -> anyhow::Result<ExitCode> {
+pub async fn run(command: BenchCommand, embedder: Option<&str>) -> anyhow::Result<ExitCode> {
     match command {
+        BenchCommand::Vectors { work_dir, queries } => {
+            let mut library = Library::open(&work_dir.join("library")).await?;
+            let active = super::models::embedder(&library, embedder).await?;
+            library.set_embedder(active);
+            let report = bench::vectors(&library, queries).await?;
+            println!("{}", serde_json::to_string(&report)?);
+            println!(
+                "{} chunks x {} dims ({} synthetic vectors): load {:.2} s, {:.0} MB of vectors, RSS {:.0} -> {:.0} MB",
+                report.chunks,
+                report.dims,
+                report.synthetic_vectors,
+                report.load_seconds,
+                report.vector_memory_mb,
+                report.rss_before_mb.unwrap_or(f64::NAN),
+                report.rss_after_mb.unwrap_or(f64::NAN)
+            );
+            println!(
+                "vector top-10 p50 {:.2} ms p95 {:.2} ms; hybrid p50 {:.2} ms p95 {:.2} ms (query embedding p50 {:.2} ms)",
+                report.vector_top10.p50_ms,
+                report.vector_top10.p95_ms,
+                report.hybrid.p50_ms,
+                report.hybrid.p95_ms,
+                report.embed_query.p50_ms
+            );
+            library.close().await;
+        }
         BenchCommand::Ingest {
             size_mb,
             work_dir: dir,

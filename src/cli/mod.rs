@@ -167,7 +167,7 @@ async fn run(
     command: Command,
 ) -> anyhow::Result<ExitCode> {
     let command = match command {
-        Command::Bench(bench) => return bench::run(bench).await,
+        Command::Bench(bench) => return bench::run(bench, flags.embedder.as_deref()).await,
         Command::Models(models::ModelsCommand::Use { .. }) => command,
         Command::Models(other) => {
             models::run(other)?;
