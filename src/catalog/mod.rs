@@ -82,7 +82,7 @@ impl Catalog {
             .max_connections(4)
             .connect_with(options)
             .await?;
-        sqlx::migrate!("src/catalog/migrations").run(&pool).await?;
+        migrate(&pool).await?;
         Ok(Catalog { pool })
     }
 
@@ -298,6 +298,23 @@ impl Catalog {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// Brings the schema up to date. Two processes opening a new library at once can both try to
+/// apply the same migration; the loser fails, and on retry finds it applied by the winner.
+async fn migrate(pool: &SqlitePool) -> Result<()> {
+    let migrator = sqlx::migrate!("src/catalog/migrations");
+    let mut attempt = 0;
+    loop {
+        match migrator.run(pool).await {
+            Ok(()) => return Ok(()),
+            Err(_) if attempt < 5 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+            }
+            Err(err) => return Err(err.into()),
+        }
     }
 }
 

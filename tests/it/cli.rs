@@ -201,3 +201,45 @@ fn a_busy_index_blocks_writers_not_readers() {
     drop(writer);
     run(&["index"], &lib);
 }
+
+/// Embedding runs after keyword indexing, and keyword search of what is indexed works from
+/// another process while it runs.
+#[test]
+fn keyword_search_works_while_the_library_is_embedding() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = tmp.path().join("lib");
+    let mut child = glassbox()
+        .arg("--data-dir")
+        .arg(&lib)
+        .arg("--embedder")
+        .arg(crate::embed::minilm_dir())
+        .arg("index")
+        .arg(data("ko-corpus"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let mut searched_while_embedding = false;
+    while std::time::Instant::now() < deadline && child.try_wait().unwrap().is_none() {
+        let out = glassbox()
+            .arg("--data-dir")
+            .arg(&lib)
+            .args(["search", "김치 발효", "--mode", "bm25", "--json", "-k", "1"])
+            .output()
+            .unwrap();
+        let found =
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("01-kimchi.md");
+        if found && child.try_wait().unwrap().is_none() {
+            searched_while_embedding = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    assert!(
+        searched_while_embedding,
+        "no successful keyword search while the index run was embedding"
+    );
+}
