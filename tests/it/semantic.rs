@@ -21,9 +21,17 @@ fn minilm() -> ActiveEmbedder {
     }
 }
 
-/// Writes a 2-layer BERT cross-encoder with random weights, a WordPiece tokenizer.json and a
-/// config.json: the same files and tensor names as a real sequence-classification checkpoint.
-fn tiny_cross_encoder(dir: &Path, with_head: bool) {
+/// The encoder families a generated checkpoint can take.
+#[derive(Clone, Copy)]
+enum Family {
+    Bert,
+    XlmRoberta,
+}
+
+/// Writes a 2-layer encoder with random weights, a WordPiece tokenizer.json and a config.json:
+/// the same files and tensor names as a real checkpoint of `family`, as a cross-encoder (with a
+/// classification head, weights under `bert.`/`roberta.`) or as a plain encoder.
+fn tiny_checkpoint(dir: &Path, family: Family, cross_encoder: bool) {
     let words = [
         "[PAD]", "[UNK]", "[CLS]", "[SEP]", "cache", "stores", "keys", "values", "tokens", "the",
         "of", "a", "coffee", "beans", "roast",
@@ -45,14 +53,24 @@ fn tiny_cross_encoder(dir: &Path, with_head: bool) {
     });
     std::fs::write(dir.join("tokenizer.json"), tokenizer.to_string()).unwrap();
     let (v, h, i, p, layers) = (words.len(), 16, 32, 64, 2);
+    let (model_type, prefix, pad) = match family {
+        Family::Bert => ("bert", "bert", 0),
+        Family::XlmRoberta => ("xlm-roberta", "roberta", 1),
+    };
     let config = serde_json::json!({
-        "model_type": "bert", "architectures": ["BertForSequenceClassification"], "vocab_size": v,
+        "model_type": model_type, "vocab_size": v,
         "hidden_size": h, "num_hidden_layers": layers, "num_attention_heads": 2, "intermediate_size": i,
         "hidden_act": "gelu", "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0,
         "max_position_embeddings": p, "type_vocab_size": 2, "initializer_range": 0.02,
-        "layer_norm_eps": 1e-12, "pad_token_id": 0, "id2label": {"0": "LABEL_0"}
+        "layer_norm_eps": 1e-12, "pad_token_id": pad, "position_embedding_type": "absolute",
+        "id2label": {"0": "LABEL_0"}
     });
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let base = if cross_encoder {
+        format!("{prefix}.")
+    } else {
+        String::new()
+    };
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
     let mut add = |name: &str, shape: &[usize]| {
         let t = Tensor::randn(0f32, 0.5, shape, &Device::Cpu)
@@ -61,13 +79,19 @@ fn tiny_cross_encoder(dir: &Path, with_head: bool) {
             .unwrap();
         tensors.insert(name.to_owned(), t);
     };
-    add("bert.embeddings.word_embeddings.weight", &[v, h]);
-    add("bert.embeddings.position_embeddings.weight", &[p, h]);
-    add("bert.embeddings.token_type_embeddings.weight", &[2, h]);
-    add("bert.embeddings.LayerNorm.weight", &[h]);
-    add("bert.embeddings.LayerNorm.bias", &[h]);
+    add(&format!("{base}embeddings.word_embeddings.weight"), &[v, h]);
+    add(
+        &format!("{base}embeddings.position_embeddings.weight"),
+        &[p, h],
+    );
+    add(
+        &format!("{base}embeddings.token_type_embeddings.weight"),
+        &[2, h],
+    );
+    add(&format!("{base}embeddings.LayerNorm.weight"), &[h]);
+    add(&format!("{base}embeddings.LayerNorm.bias"), &[h]);
     for l in 0..layers {
-        let pre = format!("bert.encoder.layer.{l}");
+        let pre = format!("{base}encoder.layer.{l}");
         for (name, out, inp) in [
             ("attention.self.query", h, h),
             ("attention.self.key", h, h),
@@ -84,13 +108,66 @@ fn tiny_cross_encoder(dir: &Path, with_head: bool) {
             add(&format!("{pre}.{norm}.bias"), &[h]);
         }
     }
-    if with_head {
-        add("bert.pooler.dense.weight", &[h, h]);
-        add("bert.pooler.dense.bias", &[h]);
-        add("classifier.weight", &[1, h]);
-        add("classifier.bias", &[1]);
+    match (cross_encoder, family) {
+        (false, _) => {}
+        (true, Family::Bert) => {
+            add("bert.pooler.dense.weight", &[h, h]);
+            add("bert.pooler.dense.bias", &[h]);
+            add("classifier.weight", &[1, h]);
+            add("classifier.bias", &[1]);
+        }
+        (true, Family::XlmRoberta) => {
+            add("classifier.dense.weight", &[h, h]);
+            add("classifier.dense.bias", &[h]);
+            add("classifier.out_proj.weight", &[1, h]);
+            add("classifier.out_proj.bias", &[1]);
+        }
     }
     candle_core::safetensors::save(&tensors, dir.join("model.safetensors")).unwrap();
+}
+
+fn tiny_cross_encoder(dir: &Path, with_head: bool) {
+    if with_head {
+        tiny_checkpoint(dir, Family::Bert, true);
+    } else {
+        // An encoder-only checkpoint under the cross-encoder's prefix: no head to find.
+        tiny_checkpoint(dir, Family::Bert, true);
+        let tensors =
+            candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
+        let kept: HashMap<String, Tensor> = tensors
+            .into_iter()
+            .filter(|(name, _)| !name.contains("pooler") && !name.starts_with("classifier"))
+            .collect();
+        candle_core::safetensors::save(&kept, dir.join("model.safetensors")).unwrap();
+    }
+}
+
+#[test]
+fn xlm_roberta_checkpoints_load_as_embedder_and_cross_encoder() {
+    let passages = [
+        "the cache stores keys and values of tokens",
+        "coffee beans roast",
+        "a cache",
+    ];
+    let enc = tempfile::tempdir().unwrap();
+    tiny_checkpoint(enc.path(), Family::XlmRoberta, false);
+    let embedder = Embedder::load(enc.path(), &EmbedderOptions::default()).unwrap();
+    assert_eq!(embedder.dims(), 16);
+    // Position ids start after the padding index: two positions fewer than the table holds.
+    assert_eq!(embedder.max_tokens(), 62);
+    let batch = embedder.embed(&passages).unwrap();
+    for (passage, vector) in passages.iter().zip(&batch) {
+        let alone = &embedder.embed(&[passage]).unwrap()[0];
+        let cos: f32 = alone.iter().zip(vector).map(|(a, b)| a * b).sum();
+        assert!(cos > 0.9999, "{cos}");
+    }
+    let ce = tempfile::tempdir().unwrap();
+    tiny_checkpoint(ce.path(), Family::XlmRoberta, true);
+    let reranker = CrossEncoder::load(ce.path(), None).unwrap();
+    let scores = reranker.score("cache keys", &passages).unwrap();
+    assert!(scores.iter().all(|s| s.is_finite()) && scores[0] != scores[1]);
+    let alone = reranker.score("cache keys", &passages[2..]).unwrap()[0];
+    assert!((alone - scores[2]).abs() < 1e-4);
 }
 
 #[test]
