@@ -1,9 +1,10 @@
 //! The transformer encoders (candle): BERT and XLM-RoBERTa, loaded from a model folder.
 
+use super::bert::{Bert, BertConfig};
 use super::error::ModelError;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::{bert, xlm_roberta};
+use candle_transformers::models::xlm_roberta;
 use std::path::Path;
 
 /// The parsed config.json of an encoder, kept for what pooling and tokenization need.
@@ -16,13 +17,13 @@ pub struct EncoderConfig {
 }
 
 pub enum Encoder {
-    Bert(bert::BertModel),
+    Bert(Bert),
     XlmRoberta(xlm_roberta::XLMRobertaModel),
 }
 
 /// Which encoder family a config.json describes.
 pub enum Family {
-    Bert(bert::Config),
+    Bert(BertConfig),
     XlmRoberta(xlm_roberta::Config),
 }
 
@@ -84,14 +85,19 @@ impl Encoder {
     pub fn load(family: &Family, vb: VarBuilder, dir: &Path) -> Result<Encoder, ModelError> {
         let path = dir.join("model.safetensors");
         match family {
-            Family::Bert(cfg) => bert::BertModel::load(vb, cfg)
-                .map(Encoder::Bert)
-                .map_err(|e| {
+            Family::Bert(cfg) => {
+                let vb = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") {
+                    vb.pp("bert")
+                } else {
+                    vb
+                };
+                Bert::load(vb, cfg).map(Encoder::Bert).map_err(|e| {
                     ModelError::invalid(
                         &path,
                         format!("not a BERT checkpoint matching config.json: {e}"),
                     )
-                }),
+                })
+            }
             Family::XlmRoberta(cfg) => {
                 let vb = if vb.contains_tensor("roberta.embeddings.word_embeddings.weight") {
                     vb.pp("roberta")
@@ -118,7 +124,7 @@ impl Encoder {
         mask: &Tensor,
     ) -> candle_core::Result<Tensor> {
         match self {
-            Encoder::Bert(model) => model.forward(ids, type_ids, Some(mask)),
+            Encoder::Bert(model) => model.forward(ids, type_ids, mask),
             Encoder::XlmRoberta(model) => model.forward(ids, mask, type_ids, None, None, None),
         }
     }

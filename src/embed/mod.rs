@@ -1,6 +1,7 @@
 //! Models that turn text into numbers: bi-encoder embeddings for vector search and cross-encoder
 //! re-ranking, both BERT-family encoders run by candle on the CPU.
 
+pub mod bert;
 pub mod embedder;
 pub mod encoder;
 pub mod error;
