@@ -104,10 +104,13 @@ pub struct Resolved {
     pub spec: Option<ModelSpec>,
 }
 
-/// Resolves `PATH|ID`: an existing folder is used as it is; otherwise a known id whose files are
-/// in the Hugging Face cache.
+/// Resolves `PATH|ID`: an existing folder is used as it is, a file stands for the folder it is in
+/// (say, a model.safetensors); otherwise a known id whose files are in the Hugging Face cache.
 pub fn resolve(choice: &str, hub: &Hub) -> Result<Resolved, ModelError> {
-    let path = PathBuf::from(choice);
+    let mut path = PathBuf::from(choice);
+    if path.is_file() {
+        path = path.parent().map(PathBuf::from).unwrap_or_default();
+    }
     if path.is_dir() {
         let dir = std::fs::canonicalize(&path).unwrap_or(path);
         return Ok(Resolved {
@@ -130,6 +133,24 @@ pub fn resolve(choice: &str, hub: &Hub) -> Result<Resolved, ModelError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_model_file_stands_for_its_folder_and_unknown_ids_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("model.safetensors"), b"x").unwrap();
+        let hub = Hub::new(None, dir.path());
+        let file = dir.path().join("model.safetensors");
+        let resolved = resolve(file.to_str().unwrap(), &hub).unwrap();
+        assert_eq!(resolved.dir, std::fs::canonicalize(dir.path()).unwrap());
+        assert!(resolved.id.starts_with("path:"));
+        let err = resolve("no/such-model", &hub).unwrap_err();
+        assert!(err.to_string().contains("glassbox models list"), "{err}");
+        let missing = resolve("BAAI/bge-m3", &hub).unwrap_err();
+        assert!(
+            missing.to_string().contains("glassbox models download"),
+            "{missing}"
+        );
+    }
 
     #[test]
     fn every_model_file_parses_and_defaults_are_unique() {
