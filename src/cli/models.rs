@@ -5,8 +5,7 @@ use glassbox::Library;
 use glassbox::embed::{CrossEncoder, Embedder, EmbedderOptions};
 use glassbox::library::ActiveEmbedder;
 use glassbox::models::{self, Hub, Role};
-use indicatif::{ProgressBar, ProgressStyle};
-use std::io::IsTerminal;
+use indicatif::ProgressBar;
 use std::sync::Arc;
 
 #[derive(Subcommand)]
@@ -82,17 +81,10 @@ pub fn run(command: ModelsCommand) -> anyhow::Result<()> {
 }
 
 fn download_bar() -> Option<ProgressBar> {
-    std::io::stderr().is_terminal().then(|| {
-        let bar = ProgressBar::new(0);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "[{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        bar
-    })
+    super::progress::terminal_bar(
+        true,
+        "[{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}",
+    )
 }
 
 /// Stores a model choice in the library's settings.

@@ -5,6 +5,19 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+/// A progress bar on stderr, only when it is a terminal (and `enabled`).
+pub fn terminal_bar(enabled: bool, template: &str) -> Option<ProgressBar> {
+    (enabled && std::io::stderr().is_terminal()).then(|| {
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template(template)
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar
+    })
+}
+
 pub struct IndexBar {
     bar: Option<ProgressBar>,
     files_done: AtomicUsize,
@@ -13,18 +26,13 @@ pub struct IndexBar {
 
 impl IndexBar {
     pub fn new(enabled: bool) -> Self {
-        let bar = (enabled && std::io::stderr().is_terminal()).then(|| {
-            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} {prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {wide_msg}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
+        let bar = terminal_bar(
+            enabled,
+            "{spinner} {prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {wide_msg}",
+        );
+        if let Some(bar) = &bar {
             bar.set_message("scanning…");
-            bar
-        });
+        }
         IndexBar {
             bar,
             files_done: AtomicUsize::new(0),
@@ -74,18 +82,12 @@ pub struct EmbedBar {
 
 impl EmbedBar {
     pub fn new(enabled: bool) -> Self {
-        let bar = (enabled && std::io::stderr().is_terminal()).then(|| {
-            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "embedding [{bar:30}] {pos}/{len} chunks {per_sec} eta {eta}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
-            bar
-        });
-        EmbedBar { bar }
+        EmbedBar {
+            bar: terminal_bar(
+                enabled,
+                "embedding [{bar:30}] {pos}/{len} chunks {per_sec} eta {eta}",
+            ),
+        }
     }
 
     pub fn update(&self, progress: glassbox::library::EmbedProgress) {

@@ -5,18 +5,7 @@ use serde_json::Value;
 use std::path::Path;
 
 fn run(args: &[&str], data_dir: &Path) -> std::process::Output {
-    let out = glassbox()
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "glassbox {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    succeed(glassbox().arg("--data-dir").arg(data_dir).args(args))
 }
 
 fn stdout(out: &std::process::Output) -> String {

@@ -65,3 +65,14 @@ pub async fn assert_consistent(library: &Library) {
 pub fn glassbox() -> std::process::Command {
     std::process::Command::new(env!("CARGO_BIN_EXE_glassbox"))
 }
+
+/// Runs a prepared command and asserts that it succeeded, showing its stderr if not.
+pub fn succeed(cmd: &mut std::process::Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}

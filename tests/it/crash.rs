@@ -52,17 +52,12 @@ async fn killed_indexing_is_recovered() {
         library.close().await;
     }
 
-    let finished = glassbox()
-        .arg("--data-dir")
-        .arg(&lib_dir)
-        .arg("index")
-        .arg(&corpus)
-        .output()
-        .unwrap();
-    assert!(
-        finished.status.success(),
-        "{}",
-        String::from_utf8_lossy(&finished.stderr)
+    succeed(
+        glassbox()
+            .arg("--data-dir")
+            .arg(&lib_dir)
+            .arg("index")
+            .arg(&corpus),
     );
 
     let resumed = Library::open(&lib_dir).await.unwrap();

@@ -162,21 +162,14 @@ fn cli_downloads_a_known_model_and_uses_it_by_id() {
         );
     }
     let home = tempfile::tempdir().unwrap();
-    let env = |cmd: &mut std::process::Command| {
+    let hf = |args: &[&str]| {
+        let mut cmd = glassbox();
         cmd.env("HF_ENDPOINT", &server.endpoint)
-            .env("HF_HOME", home.path());
+            .env("HF_HOME", home.path())
+            .args(args);
+        cmd
     };
-    let mut download = glassbox();
-    env(&mut download);
-    let out = download
-        .args(["models", "download", &spec.id])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeed(&mut hf(&["models", "download", &spec.id]));
     let dir = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     assert!(
         std::path::Path::new(&dir)
@@ -184,51 +177,37 @@ fn cli_downloads_a_known_model_and_uses_it_by_id() {
             .is_file()
     );
 
-    let mut list = glassbox();
-    env(&mut list);
-    let listing =
-        String::from_utf8(list.args(["models", "list"]).output().unwrap().stdout).unwrap();
+    let listing = String::from_utf8(succeed(&mut hf(&["models", "list"])).stdout).unwrap();
     let row = listing.lines().find(|l| l.starts_with(&spec.id)).unwrap();
     assert!(row.contains("downloaded"), "{row}");
 
     let lib = home.path().join("lib");
-    let mut index = glassbox();
-    env(&mut index);
-    let out = index
-        .arg("--data-dir")
-        .arg(&lib)
-        .args([
-            "index",
-            data("docs").to_str().unwrap(),
-            "--embedder",
-            &spec.id,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let lib = lib.to_str().unwrap();
+    let docs = data("docs");
+    let out = succeed(&mut hf(&[
+        "--data-dir",
+        lib,
+        "index",
+        docs.to_str().unwrap(),
+        "--embedder",
+        &spec.id,
+    ]));
     assert!(String::from_utf8_lossy(&out.stdout).contains("chunks embedded"));
-    let mut search = glassbox();
-    env(&mut search);
-    let out = search
-        .arg("--data-dir")
-        .arg(&lib)
-        .args([
-            "--embedder",
-            &spec.id,
-            "search",
-            "making model weights smaller",
-            "--mode",
-            "vector",
-            "--json",
-            "-k",
-            "1",
-        ])
-        .output()
-        .unwrap();
+    let query = "making model weights smaller";
+    let args = [
+        "--data-dir",
+        lib,
+        "--embedder",
+        &spec.id,
+        "search",
+        query,
+        "--mode",
+        "vector",
+        "--json",
+        "-k",
+        "1",
+    ];
+    let out = succeed(&mut hf(&args));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("paper.pdf") && text.contains("\"page\":2"),
