@@ -166,6 +166,8 @@ pub struct EmbedReport {
     pub threads: usize,
     pub seconds: f64,
     pub chunks_per_second: f64,
+    /// One short query (as search embeds it), 50 runs.
+    pub query: Latency,
 }
 
 /// Generated English text of exactly `tokens` model tokens (special tokens included).
@@ -198,7 +200,16 @@ pub fn embedding(dir: &Path, tokens: usize, chunks: usize) -> Result<EmbedReport
     let started = Instant::now();
     embedder.embed(&refs)?;
     let seconds = started.elapsed().as_secs_f64();
+    let query: Vec<f64> = (0..50)
+        .map(|_| {
+            let clock = Instant::now();
+            embedder
+                .embed_query("how does a cache reduce latency")
+                .map(|_| clock.elapsed().as_secs_f64() * 1e3)
+        })
+        .collect::<std::result::Result<_, _>>()?;
     Ok(EmbedReport {
+        query: Latency::from(query),
         chunks,
         tokens,
         batch: BATCH,
