@@ -30,6 +30,9 @@ pub struct DocState {
     pub size: u64,
     pub mtime_ns: i64,
     pub hash: Option<String>,
+    pub kind: String,
+    /// The last attempt failed: the file is retried at every run until it succeeds.
+    pub failed: bool,
 }
 
 /// A chunk as search results show it: the chunk with its document's path and title.
@@ -64,6 +67,9 @@ pub struct FolderStatus {
 pub struct Catalog {
     pool: SqlitePool,
 }
+
+/// id, path, size, mtime_ns, hash, kind, status.
+type DocRow = (i64, String, i64, i64, Option<String>, String, String);
 
 /// document_id, path, title, heading, page, line_start, line_end, text.
 type ChunkRow = (i64, String, String, String, Option<i64>, i64, i64, String);
@@ -139,8 +145,8 @@ impl Catalog {
             root.trim_end_matches(std::path::MAIN_SEPARATOR),
             std::path::MAIN_SEPARATOR
         );
-        let rows: Vec<(i64, String, i64, i64, Option<String>)> = sqlx::query_as(
-            "SELECT id, path, size, mtime_ns, hash FROM documents
+        let rows: Vec<DocRow> = sqlx::query_as(
+            "SELECT id, path, size, mtime_ns, hash, kind, status FROM documents
              WHERE path = ?1 OR substr(path, 1, length(?2)) = ?2",
         )
         .bind(root)
@@ -149,12 +155,14 @@ impl Catalog {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, path, size, mtime_ns, hash)| DocState {
+            .map(|(id, path, size, mtime_ns, hash, kind, status)| DocState {
                 id,
                 path: path.into(),
                 size: size as u64,
                 mtime_ns,
                 hash,
+                kind,
+                failed: status == "failed",
             })
             .collect())
     }

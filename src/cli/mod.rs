@@ -253,6 +253,9 @@ async fn search(library: &Library, args: SearchArgs) -> anyhow::Result<ExitCode>
     let opts = SearchOptions {
         k: args.k,
         mode: args.mode,
+        rrf_k: args.rrf_k,
+        weights: args.weights,
+        rerank_top: args.rerank_top,
         ..SearchOptions::default()
     };
     let queries: Vec<String> = match &args.batch {

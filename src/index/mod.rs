@@ -62,6 +62,15 @@ impl Analyzer {
     }
 }
 
+/// The Latin-word analyzer the Korean tokenizers use, for unit tests.
+#[cfg(test)]
+pub(crate) fn text_analyzer_for_tests() -> TextAnalyzer {
+    TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(LowerCaser)
+        .filter(Stemmer::new(Language::English))
+        .build()
+}
+
 fn text_analyzer(name: &str) -> TextAnalyzer {
     let simple = || {
         TextAnalyzer::builder(SimpleTokenizer::default())
@@ -78,6 +87,17 @@ fn text_analyzer(name: &str) -> TextAnalyzer {
         "bigram" => korean(HangulMode::Bigram),
         "morph" => korean(HangulMode::Morph),
         _ => simple().build(),
+    }
+}
+
+/// A held writer lock is [`Error::IndexBusy`]; the lock is an OS file lock, so one left by a
+/// killed process is released with it and only a live writer makes this fail.
+fn busy(err: tantivy::TantivyError) -> Error {
+    match err {
+        tantivy::TantivyError::LockFailure(tantivy::directory::error::LockError::LockBusy, _) => {
+            Error::IndexBusy
+        }
+        other => Error::Index(other),
     }
 }
 
@@ -130,24 +150,36 @@ pub struct SearchIndex {
 impl SearchIndex {
     /// Opens the index in `dir`, creating it if needed. Returns `(index, rebuilt)` where `rebuilt`
     /// says the index was (re)created empty and must be refilled from the catalog.
-    pub fn open(dir: &Path, analyzer: Analyzer) -> Result<(SearchIndex, bool)> {
-        std::fs::create_dir_all(dir).map_err(|source| Error::DataDir {
+    /// Whether the index in `dir` is missing, unreadable or built with another analyzer, so that
+    /// [`SearchIndex::open`] will start it over. Callers journal every document *before* opening
+    /// in that case: a crash between the reset and the journal would leave an empty index that
+    /// nothing refills.
+    pub fn needs_rebuild(dir: &Path, analyzer: Analyzer) -> bool {
+        Index::open_in_dir(dir).map_or(true, |index| index.schema() != schema(analyzer).0)
+    }
+
+    /// Opens the index in `dir`, starting it over (empty) when [`SearchIndex::needs_rebuild`].
+    pub fn open(dir: &Path, analyzer: Analyzer) -> Result<SearchIndex> {
+        let data_dir_error = |source| Error::DataDir {
             path: dir.to_owned(),
             source,
-        })?;
+        };
+        std::fs::create_dir_all(dir).map_err(data_dir_error)?;
         let (schema, fields) = schema(analyzer);
-        let existing = Index::open_in_dir(dir).ok();
-        let (index, rebuilt) = match existing {
-            Some(index) if index.schema() == schema => (index, false),
-            _ => {
+        let index = match Index::open_in_dir(dir) {
+            Ok(index) if index.schema() == schema => index,
+            existing => {
+                // Never delete an index another process is writing: take its lock first.
+                if let Ok(old) = existing {
+                    let writer: IndexWriter =
+                        old.writer_with_num_threads(1, 15_000_000).map_err(busy)?;
+                    drop(writer);
+                }
                 // Missing, unreadable or built with another analyzer: start over. Nothing is lost,
                 // the catalog holds every chunk.
                 std::fs::remove_dir_all(dir).ok();
-                std::fs::create_dir_all(dir).map_err(|source| Error::DataDir {
-                    path: dir.to_owned(),
-                    source,
-                })?;
-                (Index::create_in_dir(dir, schema)?, true)
+                std::fs::create_dir_all(dir).map_err(data_dir_error)?;
+                Index::create_in_dir(dir, schema)?
             }
         };
         for name in ["simple", "bigram", "morph"] {
@@ -157,15 +189,12 @@ impl SearchIndex {
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()?;
-        Ok((
-            SearchIndex {
-                index,
-                reader,
-                fields,
-                analyzer,
-            },
-            rebuilt,
-        ))
+        Ok(SearchIndex {
+            index,
+            reader,
+            fields,
+            analyzer,
+        })
     }
 
     pub fn analyzer(&self) -> Analyzer {
@@ -180,13 +209,7 @@ impl SearchIndex {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
         self.index
             .writer_with_num_threads(threads, threads * 48 * 1024 * 1024)
-            .map_err(|err| match err {
-                tantivy::TantivyError::LockFailure(
-                    tantivy::directory::error::LockError::LockBusy,
-                    _,
-                ) => Error::IndexBusy,
-                other => Error::Index(other),
-            })
+            .map_err(busy)
     }
 
     pub fn add(&self, writer: &IndexWriter, entry: &ChunkEntry<'_>) -> Result<()> {

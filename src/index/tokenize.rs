@@ -155,12 +155,10 @@ impl Tokenizer for KoreanTokenizer {
             if !run.cjk {
                 let mut latin = self.latin.token_stream(word);
                 while let Some(token) = latin.next() {
-                    push(
-                        &mut tokens,
-                        run.start + token.offset_from,
-                        &token.text,
-                        position,
-                    );
+                    // The run is one alphanumeric word, so its token spans the whole run; the
+                    // token's own offsets cannot be trusted once case folding changed its length
+                    // (the Kelvin sign K lowercases from three bytes to one).
+                    push_span(&mut tokens, run.start..run.end, &token.text, position);
                 }
                 continue;
             }
@@ -203,9 +201,13 @@ fn runs(text: &str) -> Vec<Run> {
 }
 
 fn push(tokens: &mut Vec<Token>, offset: usize, text: &str, position: usize) {
+    push_span(tokens, offset..offset + text.len(), text, position);
+}
+
+fn push_span(tokens: &mut Vec<Token>, span: std::ops::Range<usize>, text: &str, position: usize) {
     tokens.push(Token {
-        offset_from: offset,
-        offset_to: offset + text.len(),
+        offset_from: span.start,
+        offset_to: span.end,
         position,
         text: text.to_owned(),
         position_length: 1,
@@ -293,6 +295,25 @@ mod tests {
         assert_eq!(strip_suffix("학교에서는"), Some("학교"));
         assert_eq!(strip_suffix("발효된다"), Some("발효"));
         assert_eq!(strip_suffix("가"), None);
+    }
+
+    #[test]
+    fn offsets_point_into_the_source_even_when_case_folding_changes_length() {
+        let latin = crate::index::text_analyzer_for_tests();
+        let mut tokenizer = KoreanTokenizer {
+            mode: HangulMode::Morph,
+            latin,
+        };
+        let text = "온도는 300\u{212A} İstanbul";
+        let mut stream = tokenizer.token_stream(text);
+        while stream.advance() {
+            let t = stream.token();
+            assert!(
+                text.is_char_boundary(t.offset_from) && text.is_char_boundary(t.offset_to),
+                "{t:?}"
+            );
+            assert!(t.offset_to <= text.len());
+        }
     }
 
     #[test]

@@ -261,7 +261,7 @@ fn pack(segments: &[Segment], target: usize, overlap: usize) -> Vec<Range<usize>
         if end == segments.len() {
             break;
         }
-        first = overlap_start(segments, first, end, overlap);
+        first = overlap_start(segments, first, end, overlap, target);
     }
     chunks
 }
@@ -284,14 +284,25 @@ fn prefer_strong_end(segments: &[Segment], first: usize, end: usize, target: usi
 
 /// The first segment of the next chunk: trailing segments of this one that fit in `overlap`,
 /// but always progress past `first`.
-fn overlap_start(segments: &[Segment], first: usize, end: usize, overlap: usize) -> usize {
+fn overlap_start(
+    segments: &[Segment],
+    first: usize,
+    end: usize,
+    overlap: usize,
+    target: usize,
+) -> usize {
     let mut start = end;
     let mut tokens = 0;
     while start > first + 1 && tokens + segments[start - 1].tokens <= overlap {
         tokens += segments[start - 1].tokens;
         start -= 1;
     }
-    start
+    // An overlap that leaves no room for the next segment would make a chunk of overlap alone.
+    if tokens + segments[end].tokens > target {
+        end
+    } else {
+        start
+    }
 }
 
 fn trim_range(text: &str, range: Range<usize>) -> Option<Range<usize>> {
@@ -357,6 +368,31 @@ mod tests {
             assert!(pair[1].bytes.start < pair[0].bytes.end);
         }
         assert_eq!(chunks.last().unwrap().bytes.end, text.trim_end().len());
+    }
+
+    #[test]
+    fn no_chunk_is_overlap_alone() {
+        // Sentences of about 200, 20 and 250 tokens with a 256 budget and 32 overlap.
+        let text = format!(
+            "{}. {}. {}.",
+            "가".repeat(199),
+            "나".repeat(19),
+            "다".repeat(249)
+        );
+        let opts = ChunkOptions {
+            target_tokens: 256,
+            overlap_tokens: 32,
+        };
+        let chunks = chunk(&doc(&text), FileKind::Text, opts, &ApproxTokens);
+        for pair in chunks.windows(2) {
+            let (a, b) = (&pair[0].bytes, &pair[1].bytes);
+            assert!(
+                !(b.start >= a.start && b.end <= a.end),
+                "{:?} inside {:?}",
+                b,
+                a
+            );
+        }
     }
 
     #[test]

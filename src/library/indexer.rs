@@ -70,6 +70,8 @@ struct Job {
     folder_id: i64,
     file: FoundFile,
     existing: Option<DocState>,
+    /// Extract again even if the content is known (chunking changed, or the last try failed).
+    redo: bool,
 }
 
 /// Documents whose files vanished, by content hash, so that a new file with the same content is
@@ -102,7 +104,10 @@ impl Library {
         let mut vanished: HashMap<String, Vec<i64>> = HashMap::new();
         for doc in &gone {
             if let Some(hash) = &doc.hash {
-                vanished.entry(hash.clone()).or_default().push(doc.id);
+                vanished
+                    .entry(vanished_key(hash, &doc.kind))
+                    .or_default()
+                    .push(doc.id);
             }
         }
         let vanished = Arc::new(Mutex::new(vanished));
@@ -119,9 +124,12 @@ impl Library {
             summary.removed = removed.len();
             self.write_and_apply(&removed, &mut session, &mut summary)
                 .await?;
-            self.catalog
-                .set_setting("indexed_chunking", &fingerprint)
-                .await?;
+            // Only a run over every folder has chunked everything the current way.
+            if roots.len() == self.catalog.folders().await?.len() {
+                self.catalog
+                    .set_setting("indexed_chunking", &fingerprint)
+                    .await?;
+            }
         }
         let finishing = Instant::now();
         session.finish().await?;
@@ -159,12 +167,22 @@ impl Library {
         let mut known: HashMap<PathBuf, DocState> = HashMap::new();
         let mut jobs = Vec::new();
         let mut found = std::collections::HashSet::new();
+        let mut unreadable: Vec<PathBuf> = Vec::new();
         for (folder_id, root) in roots {
+            if !root.exists() {
+                // An unplugged drive or offline share is not a deletion: keep what was indexed.
+                summary.failed.push(FailedDoc {
+                    path: root.clone(),
+                    error: "folder not found (unplugged drive?); its documents are kept until it is back or removed with `glassbox remove`".into(),
+                });
+                continue;
+            }
             for doc in self.catalog.documents_under(root).await? {
                 known.insert(doc.path.clone(), doc);
             }
-            let root_walk = walk_in_background(root.clone(), self.dir.clone()).await;
+            let root_walk = walk_in_background(root.clone(), self.dir.clone()).await?;
             summary.skipped += root_walk.unsupported;
+            unreadable.extend(root_walk.errors.iter().map(|(path, _)| path.clone()));
             summary.failed.extend(
                 root_walk
                     .errors
@@ -181,14 +199,16 @@ impl Library {
             .into_iter()
             .filter_map(|(folder_id, file)| {
                 let existing = known.remove(&file.path);
+                let failed = existing.as_ref().is_some_and(|d| d.failed);
                 let unchanged = existing
                     .as_ref()
                     .is_some_and(|d| d.size == file.size && d.mtime_ns == file.mtime_ns);
-                if unchanged && !force {
+                if unchanged && !force && !failed {
                     summary.unchanged += 1;
                     return None;
                 }
                 Some(Job {
+                    redo: force || failed,
                     folder_id,
                     file,
                     existing,
@@ -196,7 +216,12 @@ impl Library {
             })
             .collect();
         // Whatever is left in `known` was catalogued but not found by this walk.
-        Ok((jobs, known.into_values().collect()))
+        // Documents under a path the walk could not read are not known to be gone.
+        let gone = known
+            .into_values()
+            .filter(|d| !unreadable.iter().any(|p| d.path.starts_with(p)))
+            .collect();
+        Ok((jobs, gone))
     }
 
     async fn run_jobs(
@@ -292,10 +317,11 @@ impl Library {
     }
 }
 
-async fn walk_in_background(root: PathBuf, exclude: PathBuf) -> crate::ingest::walk::Walk {
+async fn walk_in_background(root: PathBuf, exclude: PathBuf) -> Result<crate::ingest::walk::Walk> {
+    let folder = root.display().to_string();
     tokio::task::spawn_blocking(move || walk(&root, &exclude))
         .await
-        .unwrap_or_default()
+        .map_err(|e| Error::Invalid(format!("walking {folder} failed: {e}")))
 }
 
 fn report(
@@ -377,15 +403,17 @@ fn process(
         ..meta
     };
     let hash = blake3::hash(&bytes).to_hex().to_string();
-    if let Some(doc) = &job.existing {
-        if doc.hash.as_deref() == Some(hash.as_str()) {
-            return DocWrite::Touched {
-                doc_id: doc.id,
-                meta,
-            };
+    if !job.redo {
+        if let Some(doc) = &job.existing {
+            if doc.hash.as_deref() == Some(hash.as_str()) {
+                return DocWrite::Touched {
+                    doc_id: doc.id,
+                    meta,
+                };
+            }
+        } else if let Some(doc_id) = take_vanished(vanished, &vanished_key(&hash, meta.kind)) {
+            return DocWrite::Moved { doc_id, meta };
         }
-    } else if let Some(doc_id) = take_vanished(vanished, &hash) {
-        return DocWrite::Moved { doc_id, meta };
     }
     match prepare(file.kind, &bytes, settings.chunk, counter) {
         Ok(prepared) => DocWrite::Indexed {
@@ -399,8 +427,14 @@ fn process(
     }
 }
 
-fn take_vanished(vanished: &Vanished, hash: &str) -> Option<i64> {
-    vanished.lock().ok()?.get_mut(hash)?.pop()
+fn take_vanished(vanished: &Vanished, key: &str) -> Option<i64> {
+    vanished.lock().ok()?.get_mut(key)?.pop()
+}
+
+/// A moved file must have the same content and be read the same way (a.txt renamed to a.md
+/// is markdown now, so it is extracted again).
+fn vanished_key(hash: &str, kind: &str) -> String {
+    format!("{hash}:{kind}")
 }
 
 /// Reads a file, refusing to grow past `cap` even if it grew since the walk.
@@ -441,6 +475,7 @@ mod tests {
                 kind: FileKind::Text,
             },
             existing: None,
+            redo: false,
         }
     }
 

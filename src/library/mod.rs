@@ -56,10 +56,11 @@ impl Library {
         })?;
         let catalog = Catalog::open(&dir.join("glassbox.sqlite")).await?;
         let settings = IndexSettings::load(&catalog).await?;
-        let (index, rebuilt) = SearchIndex::open(&dir.join("tantivy"), settings.analyzer)?;
-        if rebuilt {
+        let index_dir = dir.join("tantivy");
+        if SearchIndex::needs_rebuild(&index_dir, settings.analyzer) {
             catalog.journal_all().await?;
         }
+        let index = SearchIndex::open(&index_dir, settings.analyzer)?;
         let library = Library {
             dir: dir.to_owned(),
             catalog,
@@ -120,9 +121,8 @@ impl Library {
         }
         settings.save(&self.catalog).await?;
         if settings.analyzer != self.settings.analyzer {
-            let (index, _) = SearchIndex::open(&self.dir.join("tantivy"), settings.analyzer)?;
-            self.index = index;
             self.catalog.journal_all().await?;
+            self.index = SearchIndex::open(&self.dir.join("tantivy"), settings.analyzer)?;
             self.sync_index().await?;
         }
         self.settings = settings;
@@ -166,8 +166,11 @@ impl Library {
                     path.display()
                 ))
             })?;
+        // The writer first: while another process indexes, removing would race its journal.
+        let mut session = IndexSession::start(self)?;
         self.catalog.remove_folder(folder.id).await?;
-        self.sync_index().await
+        session.apply(&self.catalog.journal().await?).await?;
+        session.finish().await
     }
 
     /// Compares the chunk ids of the index and the catalog.

@@ -56,9 +56,9 @@ pub struct ModeScore {
     pub mean_ms: f64,
 }
 
-/// Scores one mode. Results are judged per document: the ranked chunks become a ranked list of
-/// distinct documents (or, for `text:` targets, passages), so one long relevant document cannot
-/// fill every rank.
+/// Scores one mode. For file targets the ranked chunks become a ranked list of distinct
+/// documents, so one long relevant document cannot fill every rank; `text:` targets are judged
+/// passage by passage.
 pub async fn evaluate(library: &Library, questions: &[Question], mode: Mode) -> Result<ModeScore> {
     let opts = SearchOptions {
         k: 30,
@@ -70,11 +70,13 @@ pub async fn evaluate(library: &Library, questions: &[Question], mode: Mode) -> 
     for question in questions {
         let response = library.search(&question.text, &opts).await?;
         ms += response.trace.timings.total_ms;
+        // Passage targets are judged per chunk; document targets per document.
+        let by_passage = question.targets.iter().any(|t| t.starts_with("text:"));
         let mut seen = std::collections::HashSet::new();
         let relevance: Vec<bool> = response
             .results
             .iter()
-            .filter(|r| seen.insert(r.chunk.path.clone()))
+            .filter(|r| by_passage || seen.insert(r.chunk.path.clone()))
             .map(|r| {
                 question
                     .targets

@@ -166,7 +166,9 @@ impl Library {
         if mode == Mode::HybridRerank {
             let clock = Instant::now();
             reranked = self.rerank(&query, &ranked, opts.rerank_top).await?;
-            ranked = reranked.clone();
+            // Candidates beyond the re-ranked top N keep their fused order after them.
+            let tail = ranked.split_off(reranked.len().min(ranked.len()));
+            ranked = reranked.iter().copied().chain(tail).collect();
             timings.rerank_ms = ms(clock);
         }
         ranked.truncate(opts.k);

@@ -187,7 +187,21 @@ fn a_busy_index_blocks_writers_not_readers() {
     assert!(!blocked.status.success());
     let message = String::from_utf8_lossy(&blocked.stderr);
     assert!(message.contains("another Glassbox process"), "{message}");
+    let docs = data("docs");
+    let remove = glassbox()
+        .arg("--data-dir")
+        .arg(&lib)
+        .arg("remove")
+        .arg(&docs)
+        .output()
+        .unwrap();
+    assert!(!remove.status.success());
     drop(writer);
+    let status = stdout(&run(&["status"], &lib));
+    assert!(
+        status.contains("11 indexed"),
+        "remove must change nothing while blocked: {status}"
+    );
     run(&["index"], &lib);
 }
 

@@ -112,3 +112,91 @@ async fn a_subfolder_of_a_known_folder_is_not_redone() {
     );
     assert_consistent(&library).await;
 }
+
+#[tokio::test]
+async fn new_chunk_sizes_redo_every_file_and_failed_files_are_retried() {
+    let tmp = tempfile::tempdir().unwrap();
+    let corpus = tmp.path().join("corpus");
+    copy_dir(&data("ko-corpus"), &corpus);
+    std::fs::write(
+        corpus.join("big.txt"),
+        "큰 파일의 한 줄입니다.\n".repeat(60_000),
+    )
+    .unwrap();
+    let mut library = Library::open(&tmp.path().join("lib")).await.unwrap();
+    let small_cap = glassbox::library::IndexSettings {
+        max_file_mb: 1,
+        ..*library.settings()
+    };
+    library.set_settings(small_cap).await.unwrap();
+    let first = index(&library, std::slice::from_ref(&corpus)).await;
+    assert_eq!((first.indexed, first.failed.len()), (24, 1), "{first:?}");
+    let chunks = library.search_index().num_chunks();
+
+    // Smaller chunks: every file is cut again (same content, so no "unchanged" shortcut), and
+    // the failed file is tried again, still failing under the same cap.
+    let smaller = glassbox::library::IndexSettings {
+        chunk: glassbox::ingest::ChunkOptions {
+            target_tokens: 64,
+            overlap_tokens: 8,
+        },
+        ..*library.settings()
+    };
+    library.set_settings(smaller).await.unwrap();
+    let rechunked = index(&library, &[]).await;
+    assert_eq!(
+        (
+            rechunked.indexed,
+            rechunked.unchanged,
+            rechunked.failed.len()
+        ),
+        (24, 0, 1),
+        "{rechunked:?}"
+    );
+    assert!(library.search_index().num_chunks() > chunks * 2);
+
+    // A higher cap: the failed file is retried and indexed; the others stay unchanged.
+    let big_cap = glassbox::library::IndexSettings {
+        max_file_mb: 50,
+        ..*library.settings()
+    };
+    library.set_settings(big_cap).await.unwrap();
+    let retried = index(&library, &[]).await;
+    assert_eq!(
+        (retried.indexed, retried.unchanged, retried.failed.len()),
+        (1, 24, 0),
+        "{retried:?}"
+    );
+    assert_consistent(&library).await;
+}
+
+#[tokio::test]
+async fn a_folder_that_is_gone_for_now_keeps_its_documents() {
+    let tmp = tempfile::tempdir().unwrap();
+    let corpus = tmp.path().join("drive");
+    copy_dir(&data("docs"), &corpus);
+    let library = Library::open(&tmp.path().join("lib")).await.unwrap();
+    index(&library, std::slice::from_ref(&corpus)).await;
+    let chunks = library.search_index().num_chunks();
+
+    let away = tmp.path().join("unplugged");
+    std::fs::rename(&corpus, &away).unwrap();
+    let offline = index(&library, &[]).await;
+    assert_eq!(offline.removed, 0, "{offline:?}");
+    assert!(
+        offline
+            .failed
+            .iter()
+            .any(|f| f.path == corpus && f.error.contains("not found"))
+    );
+    assert_eq!(library.search_index().num_chunks(), chunks);
+
+    std::fs::rename(&away, &corpus).unwrap();
+    let back = index(&library, &[]).await;
+    assert_eq!(
+        (back.indexed, back.removed, back.unchanged),
+        (0, 0, 11),
+        "{back:?}"
+    );
+    assert_consistent(&library).await;
+}
