@@ -124,7 +124,32 @@ impl Catalog {
     /// Removes a root and all its documents; their chunks are journalled for removal from the
     /// index in the same transaction.
     pub async fn remove_folder(&self, folder_id: i64) -> Result<()> {
+        let others: Vec<Folder> = self
+            .folders()
+            .await?
+            .into_iter()
+            .filter(|f| f.id != folder_id)
+            .collect();
         let mut tx = self.pool.begin().await?;
+        // Documents that another root also covers (a registered subfolder) stay, under that root.
+        for other in &others {
+            let root = path_str(&other.path)?;
+            let prefix = format!(
+                "{}{}",
+                root.trim_end_matches(std::path::MAIN_SEPARATOR),
+                std::path::MAIN_SEPARATOR
+            );
+            sqlx::query(
+                "UPDATE documents SET folder_id = ?1
+                 WHERE folder_id = ?2 AND (path = ?3 OR substr(path, 1, length(?4)) = ?4)",
+            )
+            .bind(other.id)
+            .bind(folder_id)
+            .bind(root)
+            .bind(prefix)
+            .execute(&mut *tx)
+            .await?;
+        }
         sqlx::query("INSERT OR IGNORE INTO index_journal (document_id) SELECT id FROM documents WHERE folder_id = ?")
             .bind(folder_id)
             .execute(&mut *tx)

@@ -111,6 +111,17 @@ async fn a_subfolder_of_a_known_folder_is_not_redone() {
         (0, 0, all.indexed)
     );
     assert_consistent(&library).await;
+
+    // Removing the parent keeps what the registered subfolder covers.
+    library.remove(&corpus).await.unwrap();
+    let status = library.status().await.unwrap();
+    assert_eq!(status.folders.len(), 1);
+    assert_eq!(status.folders[0].indexed, 11);
+    assert_eq!(
+        top_file(&library, "quantization").await.as_deref(),
+        Some("paper.pdf")
+    );
+    assert_consistent(&library).await;
 }
 
 #[tokio::test]
