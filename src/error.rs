@@ -37,8 +37,6 @@ pub enum Error {
     },
     #[error(transparent)]
     Model(#[from] crate::embed::ModelError),
-    #[error("indexing was cancelled")]
-    Cancelled,
     #[error("{0}")]
     Invalid(String),
 }

@@ -144,7 +144,6 @@ pub struct SearchIndex {
     index: Index,
     reader: IndexReader,
     fields: Fields,
-    analyzer: Analyzer,
 }
 
 impl SearchIndex {
@@ -193,12 +192,7 @@ impl SearchIndex {
             index,
             reader,
             fields,
-            analyzer,
         })
-    }
-
-    pub fn analyzer(&self) -> Analyzer {
-        self.analyzer
     }
 
     /// Takes the writer lock. The lock is an OS file lock, so one left by a killed process is

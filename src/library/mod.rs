@@ -78,10 +78,6 @@ impl Library {
         }
     }
 
-    pub fn data_dir(&self) -> &Path {
-        &self.dir
-    }
-
     pub fn settings(&self) -> &IndexSettings {
         &self.settings
     }
