@@ -246,3 +246,42 @@ fn keyword_search_works_while_the_library_is_embedding() {
         "no successful keyword search while the index run was embedding"
     );
 }
+
+/// The fusion flags reach the search: the trace shows the RRF k and the weights' effect.
+#[test]
+fn fusion_flags_reach_the_search() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lib = tmp.path().join("lib");
+    let model = crate::embed::minilm_dir();
+    let model = model.to_str().unwrap();
+    run(
+        &["--embedder", model, "index", data("docs").to_str().unwrap()],
+        &lib,
+    );
+    let args = [
+        "--embedder",
+        model,
+        "search",
+        "attention",
+        "--mode",
+        "hybrid",
+        "--rrf-k",
+        "10",
+        "--weights",
+        "1,0",
+        "--explain",
+        "--json",
+    ];
+    let out = stdout(&run(&args, &lib));
+    let trace: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let trace = &trace["trace"];
+    assert_eq!(trace["rrf_k"], 10.0);
+    for fused in trace["fused"].as_array().unwrap() {
+        if let Some(vector) = fused["vector"].as_object() {
+            assert_eq!(
+                vector["rrf"], 0.0,
+                "a zero weight must give the vector list no votes"
+            );
+        }
+    }
+}

@@ -293,6 +293,21 @@ async fn hybrid_trace_accounts_for_every_fused_score() {
     let reranked_ids: Vec<i64> = reranked.iter().take(5).map(|h| h.chunk_id).collect();
     assert_eq!(result_ids, reranked_ids);
     assert!(response.trace.timings.rerank_ms > 0.0);
+
+    // Beyond the re-ranked top N, results continue in fused order.
+    let opts = SearchOptions {
+        k: 10,
+        rerank_top: 3,
+        ..SearchOptions::default()
+    };
+    let response = library
+        .search("attention over tokens", &opts)
+        .await
+        .unwrap();
+    let fused: Vec<i64> = response.trace.fused.iter().map(|f| f.chunk_id).collect();
+    let ids: Vec<i64> = response.results.iter().map(|r| r.chunk.chunk_id).collect();
+    assert_eq!(ids.len(), 10.min(fused.len()));
+    assert_eq!(&ids[3..], &fused[3..ids.len()]);
 }
 
 #[tokio::test]
