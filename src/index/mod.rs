@@ -90,6 +90,60 @@ fn text_analyzer(name: &str) -> TextAnalyzer {
     }
 }
 
+/// Opens the index in `dir` if it has `schema`; otherwise starts it over, but only while holding
+/// the writer lock, so that two processes opening a new library at once, or one opening while
+/// another writes, never delete each other's index. A busy lock on an index that must be
+/// (re)created means another process is creating it: wait for it a moment.
+fn open_or_rebuild(dir: &Path, schema: Schema) -> Result<Index> {
+    use tantivy::directory::{Directory, INDEX_WRITER_LOCK, MmapDirectory, error::LockError};
+    for _ in 0..100 {
+        if let Ok(index) = Index::open_in_dir(dir)
+            && index.schema() == schema
+        {
+            return Ok(index);
+        }
+        let directory = MmapDirectory::open(dir)
+            .map_err(|e| Error::Invalid(format!("{}: {e}", dir.display())))?;
+        match directory.acquire_lock(&INDEX_WRITER_LOCK) {
+            Ok(lock) => {
+                // Missing, unreadable or built with another analyzer: start over. Nothing is
+                // lost, the catalog holds every chunk. The lock files stay: they are held.
+                clear_index_files(dir)?;
+                let index = Index::create(directory, schema, tantivy::IndexSettings::default())?;
+                drop(lock);
+                return Ok(index);
+            }
+            Err(LockError::LockBusy) => std::thread::sleep(std::time::Duration::from_millis(100)),
+            Err(LockError::IoError(e)) => {
+                return Err(Error::Invalid(format!("{}: {e}", dir.display())));
+            }
+        }
+    }
+    Err(Error::IndexBusy)
+}
+
+/// Deletes everything in the index folder but tantivy's lock files.
+fn clear_index_files(dir: &Path) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|source| Error::DataDir {
+        path: dir.to_owned(),
+        source,
+    })?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if name.to_string_lossy().ends_with(".lock") {
+            continue;
+        }
+        let path = entry.path();
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        removed.map_err(|source| Error::DataDir { path, source })?;
+    }
+    Ok(())
+}
+
 /// A held writer lock is [`Error::IndexBusy`]; the lock is an OS file lock, so one left by a
 /// killed process is released with it and only a live writer makes this fail.
 fn busy(err: tantivy::TantivyError) -> Error {
@@ -165,22 +219,7 @@ impl SearchIndex {
         };
         std::fs::create_dir_all(dir).map_err(data_dir_error)?;
         let (schema, fields) = schema(analyzer);
-        let index = match Index::open_in_dir(dir) {
-            Ok(index) if index.schema() == schema => index,
-            existing => {
-                // Never delete an index another process is writing: take its lock first.
-                if let Ok(old) = existing {
-                    let writer: IndexWriter =
-                        old.writer_with_num_threads(1, 15_000_000).map_err(busy)?;
-                    drop(writer);
-                }
-                // Missing, unreadable or built with another analyzer: start over. Nothing is lost,
-                // the catalog holds every chunk.
-                std::fs::remove_dir_all(dir).ok();
-                std::fs::create_dir_all(dir).map_err(data_dir_error)?;
-                Index::create_in_dir(dir, schema)?
-            }
-        };
+        let index = open_or_rebuild(dir, schema)?;
         for name in ["simple", "bigram", "morph"] {
             index.tokenizers().register(name, text_analyzer(name));
         }
