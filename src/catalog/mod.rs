@@ -84,10 +84,24 @@ impl Catalog {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await?;
+        // Two processes creating a new library at once race for the lock that switching a new
+        // database to WAL needs; the loser gets "database is locked" at once, not after the busy
+        // timeout, and simply tries again.
+        let mut attempt = 0;
+        let pool = loop {
+            match SqlitePoolOptions::new()
+                .max_connections(4)
+                .connect_with(options.clone())
+                .await
+            {
+                Ok(pool) => break pool,
+                Err(sqlx::Error::Database(e)) if attempt < 20 && e.message().contains("locked") => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                }
+                Err(err) => return Err(err.into()),
+            }
+        };
         migrate(&pool).await?;
         Ok(Catalog { pool })
     }

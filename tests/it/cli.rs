@@ -285,3 +285,32 @@ fn fusion_flags_reach_the_search() {
         }
     }
 }
+
+/// Two processes opening a brand-new library at the same moment (an index run and a search)
+/// both succeed: neither deletes the other's fresh index nor fails on the database lock.
+#[test]
+fn concurrent_first_opens_of_a_new_library_both_succeed() {
+    for _ in 0..6 {
+        let tmp = tempfile::tempdir().unwrap();
+        let lib = tmp.path().join("lib");
+        let mut index = glassbox()
+            .arg("--data-dir")
+            .arg(&lib)
+            .arg("index")
+            .arg(data("docs"))
+            .spawn()
+            .unwrap();
+        let search = glassbox()
+            .arg("--data-dir")
+            .arg(&lib)
+            .args(["search", "quantization", "--mode", "bm25"])
+            .output()
+            .unwrap();
+        assert!(
+            search.status.success(),
+            "{}",
+            String::from_utf8_lossy(&search.stderr)
+        );
+        assert!(index.wait().unwrap().success());
+    }
+}
