@@ -62,23 +62,23 @@ impl Analyzer {
     }
 }
 
-/// The Latin-word analyzer the Korean tokenizers use, for unit tests.
-#[cfg(test)]
-pub(crate) fn text_analyzer_for_tests() -> TextAnalyzer {
+fn simple_analyzer() -> tantivy::tokenizer::TextAnalyzerBuilder<impl tantivy::tokenizer::Tokenizer>
+{
     TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(64))
         .filter(LowerCaser)
+}
+
+/// What the Korean tokenizers do with Latin-script words: lowercase and English stemming.
+pub(crate) fn latin_analyzer() -> TextAnalyzer {
+    simple_analyzer()
         .filter(Stemmer::new(Language::English))
         .build()
 }
 
 fn text_analyzer(name: &str) -> TextAnalyzer {
-    let simple = || {
-        TextAnalyzer::builder(SimpleTokenizer::default())
-            .filter(RemoveLongFilter::limit(64))
-            .filter(LowerCaser)
-    };
     let korean = |mode| {
-        let latin = simple().filter(Stemmer::new(Language::English)).build();
+        let latin = latin_analyzer();
         TextAnalyzer::builder(KoreanTokenizer { mode, latin })
             .filter(RemoveLongFilter::limit(64))
             .build()
@@ -86,7 +86,7 @@ fn text_analyzer(name: &str) -> TextAnalyzer {
     match name {
         "bigram" => korean(HangulMode::Bigram),
         "morph" => korean(HangulMode::Morph),
-        _ => simple().build(),
+        _ => simple_analyzer().build(),
     }
 }
 
@@ -234,8 +234,7 @@ impl SearchIndex {
         })
     }
 
-    /// Takes the writer lock. The lock is an OS file lock, so one left by a killed process is
-    /// released with it; only a live writer makes this fail.
+    /// Takes the writer lock ([`Error::IndexBusy`] while another process holds it).
     pub fn writer(&self) -> Result<IndexWriter> {
         // One indexing thread per core (tokenizing is the costly part of indexing), each with
         // a 48 MB arena, which keeps segments few without much memory.

@@ -299,7 +299,7 @@ mod tests {
 
     #[test]
     fn offsets_point_into_the_source_even_when_case_folding_changes_length() {
-        let latin = crate::index::text_analyzer_for_tests();
+        let latin = crate::index::latin_analyzer();
         let mut tokenizer = KoreanTokenizer {
             mode: HangulMode::Morph,
             latin,

@@ -49,10 +49,8 @@ impl Hub {
     /// The snapshot folder the model's files are (or will be) in.
     pub fn snapshot_dir(&self, spec: &ModelSpec) -> PathBuf {
         self.cache
-            .path()
-            .join(format!("models--{}", spec.repo.replace('/', "--")))
-            .join("snapshots")
-            .join(&spec.revision)
+            .repo(self.repo(spec))
+            .pointer_path(&spec.revision)
     }
 
     /// The snapshot folder when every file of the model is in the cache.
