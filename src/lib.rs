@@ -10,6 +10,7 @@ pub mod error;
 pub mod index;
 pub mod ingest;
 pub mod library;
+pub mod llm;
 pub mod models;
 pub mod retrieve;
 

@@ -10,4 +10,5 @@ mod formats;
 mod hfserver;
 mod incremental;
 mod korean;
+mod llm;
 mod semantic;

@@ -1,0 +1,340 @@
+//! The engine: a loaded model with its tokenizer, chat template, KV cache and attention backend,
+//! and the generation loop (prefill, then one token at a time, streamed as whole characters).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::attention::{AttentionBackend, CpuAttention, FusedCpuAttention};
+use super::error::{LlmError, LlmResult};
+use super::gguf::Gguf;
+use super::kv::{CacheStats, KvCache};
+use super::model::{AttnRecord, CaptureSpec, Model, SeqStep};
+use super::sampler::{Sampler, SamplingParams};
+use super::stream::Utf8Stream;
+use super::template::{ChatTemplate, Message};
+use super::tokenizer::LlmTokenizer;
+
+/// Which attention implementation runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AttentionKind {
+    /// Reference CPU attention with llama.cpp's rounding.
+    #[default]
+    Cpu,
+    /// Fused single-pass CPU attention (online softmax).
+    CpuFused,
+}
+
+impl AttentionKind {
+    fn backend(self) -> Box<dyn AttentionBackend> {
+        match self {
+            AttentionKind::Cpu => Box::new(CpuAttention),
+            AttentionKind::CpuFused => Box::new(FusedCpuAttention),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// Compute threads (default: all cores).
+    pub threads: Option<usize>,
+    pub attention: AttentionKind,
+    /// KV-cache capacity in tokens (default: the model's context window, at most 8,192).
+    pub cache_tokens: Option<usize>,
+    pub block_size: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            threads: None,
+            attention: AttentionKind::Cpu,
+            cache_tokens: None,
+            block_size: 16,
+        }
+    }
+}
+
+pub struct Engine {
+    pub model: Model,
+    pub tokenizer: LlmTokenizer,
+    pub template: ChatTemplate,
+    pub cache: KvCache,
+    backend: Box<dyn AttentionBackend>,
+    pool: rayon::ThreadPool,
+    path: PathBuf,
+}
+
+/// One generation request.
+#[derive(Clone, Debug)]
+pub struct GenerateRequest {
+    pub prompt: Vec<u32>,
+    pub sampling: SamplingParams,
+    pub max_tokens: usize,
+    pub stop: Vec<String>,
+    pub capture: CaptureSpec,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    EndOfText,
+    MaxTokens,
+    StopString,
+    Cancelled,
+    ContextFull,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Timings {
+    pub prompt_tokens: usize,
+    /// Prompt tokens found in the KV cache (not computed).
+    pub cached_tokens: usize,
+    pub prefill_s: f64,
+    pub first_token_s: f64,
+    pub decode_tokens: usize,
+    pub decode_s: f64,
+}
+
+impl Timings {
+    pub fn decode_tokens_per_s(&self) -> f64 {
+        self.decode_tokens as f64 / self.decode_s.max(1e-9)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Generation {
+    pub ids: Vec<u32>,
+    pub text: String,
+    pub stop: StopReason,
+    pub timings: Timings,
+    pub attention: Vec<AttnRecord>,
+}
+
+impl Engine {
+    pub fn load(path: &Path, options: &EngineOptions) -> LlmResult<Self> {
+        let mut gguf = Gguf::open(path)?;
+        let tokenizer = LlmTokenizer::from_gguf(&gguf)?;
+        let model = Model::load(&mut gguf)?;
+        let token = |id: Option<u32>| id.map(|i| tokenizer.decode(&[i], false)).unwrap_or_default();
+        let template = ChatTemplate::new(
+            gguf.string("tokenizer.chat_template"),
+            &token(tokenizer.bos),
+            &token(tokenizer.eos),
+        )?;
+        let tokens = options
+            .cache_tokens
+            .unwrap_or(model.config.context.min(8192));
+        let cache = KvCache::with_tokens(model.kv_shape(options.block_size), tokens);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(options.threads.unwrap_or(0))
+            .thread_name(|i| format!("glassbox-llm-{i}"))
+            .build()
+            .map_err(|e| LlmError::Tokenizer(format!("cannot start compute threads: {e}")))?;
+        Ok(Self {
+            model,
+            tokenizer,
+            template,
+            cache,
+            backend: options.attention.backend(),
+            pool,
+            path: path.to_owned(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn attention_name(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    pub fn threads(&self) -> usize {
+        self.pool.current_num_threads()
+    }
+
+    pub fn set_attention(&mut self, kind: AttentionKind) {
+        self.backend = kind.backend();
+    }
+
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache.stats()
+    }
+
+    /// The prompt ids for a conversation, rendered by the model's chat template.
+    pub fn chat_prompt(&self, messages: &[Message]) -> LlmResult<Vec<u32>> {
+        let text = self.template.render(messages, true)?;
+        self.tokenizer.encode_prompt(&text)
+    }
+
+    /// Run one forward step on the engine's pool (used by benchmarks and batched decoding).
+    pub fn forward(
+        &mut self,
+        steps: &[SeqStep<'_>],
+        capture: &CaptureSpec,
+    ) -> LlmResult<super::model::StepOutput> {
+        let (model, cache, backend) = (&self.model, &mut self.cache, &*self.backend);
+        self.pool
+            .install(|| model.forward(steps, cache, backend, capture))
+    }
+
+    /// Generate a continuation of `req.prompt`, calling `on_text` with each complete piece of
+    /// text. Stops at end of text, a stop string, `max_tokens`, or when `cancel` is set.
+    pub fn generate(
+        &mut self,
+        req: &GenerateRequest,
+        cancel: Option<&AtomicBool>,
+        on_text: &mut dyn FnMut(&str),
+    ) -> LlmResult<Generation> {
+        let context = self.model.config.context;
+        if req.prompt.is_empty() || req.prompt.len() >= context {
+            return Err(LlmError::ContextOverflow {
+                tokens: req.prompt.len(),
+                context,
+            });
+        }
+        let (seq, cached) = self.cache.begin(&req.prompt);
+        let result = self.run(seq, cached, req, cancel, on_text);
+        self.cache.end(seq);
+        result
+    }
+
+    fn run(
+        &mut self,
+        seq: u64,
+        cached: usize,
+        req: &GenerateRequest,
+        cancel: Option<&AtomicBool>,
+        on_text: &mut dyn FnMut(&str),
+    ) -> LlmResult<Generation> {
+        let start = Instant::now();
+        let mut timings = Timings {
+            prompt_tokens: req.prompt.len(),
+            cached_tokens: cached,
+            ..Timings::default()
+        };
+        let mut sampler = Sampler::new(req.sampling.clone());
+        let mut history = req.prompt.clone();
+        let mut out = StopFilter::new(&req.stop);
+        let mut utf8 = Utf8Stream::default();
+        let mut ids = Vec::new();
+        let mut attention = Vec::new();
+        let mut pending: Vec<u32> = req.prompt[cached..].to_vec();
+        let budget = req
+            .max_tokens
+            .min(self.model.config.context - req.prompt.len());
+        let stop = loop {
+            if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+                break StopReason::Cancelled;
+            }
+            let step = [SeqStep {
+                seq,
+                tokens: &pending,
+                all_logits: false,
+            }];
+            let output = self.forward(&step, &req.capture)?;
+            attention.extend(output.attention);
+            let token = sampler.sample(&output.logits[0], &history);
+            if ids.is_empty() {
+                timings.prefill_s = start.elapsed().as_secs_f64();
+                timings.first_token_s = timings.prefill_s;
+            }
+            if self.tokenizer.is_stop(token) {
+                break StopReason::EndOfText;
+            }
+            ids.push(token);
+            history.push(token);
+            let piece = utf8.push(self.tokenizer.token_bytes(token));
+            if out.push(&piece, on_text) {
+                break StopReason::StopString;
+            }
+            if ids.len() >= budget {
+                break if budget < req.max_tokens {
+                    StopReason::ContextFull
+                } else {
+                    StopReason::MaxTokens
+                };
+            }
+            pending = vec![token];
+        };
+        if stop != StopReason::StopString {
+            let rest = utf8.finish();
+            out.push(&rest, on_text);
+            out.flush(on_text);
+        }
+        timings.decode_tokens = ids.len().saturating_sub(1);
+        timings.decode_s = start.elapsed().as_secs_f64() - timings.prefill_s;
+        Ok(Generation {
+            ids,
+            text: out.text,
+            stop,
+            timings,
+            attention,
+        })
+    }
+}
+
+/// Holds back text that might be the start of a stop string, and cuts the output at one.
+struct StopFilter<'a> {
+    stops: &'a [String],
+    text: String,
+    emitted: usize,
+}
+
+impl<'a> StopFilter<'a> {
+    fn new(stops: &'a [String]) -> Self {
+        Self {
+            stops,
+            text: String::new(),
+            emitted: 0,
+        }
+    }
+
+    /// Add text; returns true when a stop string was reached (the text ends before it).
+    fn push(&mut self, piece: &str, on_text: &mut dyn FnMut(&str)) -> bool {
+        self.text.push_str(piece);
+        if let Some(at) = self
+            .stops
+            .iter()
+            .filter(|s| !s.is_empty())
+            .filter_map(|s| self.text.find(s.as_str()))
+            .min()
+        {
+            self.text.truncate(at);
+            self.flush(on_text);
+            return true;
+        }
+        let hold = self
+            .stops
+            .iter()
+            .map(|s| partial_suffix(&self.text, s))
+            .max()
+            .unwrap_or(0);
+        let safe = self.text.len() - hold;
+        if safe > self.emitted {
+            on_text(&self.text[self.emitted..safe]);
+            self.emitted = safe;
+        }
+        false
+    }
+
+    fn flush(&mut self, on_text: &mut dyn FnMut(&str)) {
+        if self.text.len() > self.emitted {
+            on_text(&self.text[self.emitted..]);
+            self.emitted = self.text.len();
+        }
+    }
+}
+
+/// Length of the longest suffix of `text` that is a proper prefix of `stop`.
+fn partial_suffix(text: &str, stop: &str) -> usize {
+    (1..stop.len())
+        .rev()
+        .filter(|&n| stop.is_char_boundary(n) && text.len() >= n)
+        .find(|&n| text.is_char_boundary(text.len() - n) && text.ends_with(&stop[..n]))
+        .unwrap_or(0)
+}

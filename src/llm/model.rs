@@ -1,0 +1,288 @@
+//! Our forward pass for llama-family GGUF models (Llama, SmolLM, Qwen2). Linear layers run on
+//! the packed rows of every sequence in the batch; attention runs per sequence against the paged
+//! KV cache through a pluggable backend.
+
+use super::attention::{AttentionBackend, AttnInput, ProbRow};
+use super::config::{Arch, Config};
+use super::error::{LlmError, LlmResult};
+use super::gguf::Gguf;
+use super::kv::{KvCache, KvShape, SeqId};
+use super::linear::{Embedding, Linear};
+use super::rope::Rope;
+
+struct Layer {
+    attn_norm: Vec<f32>,
+    /// Q, K and V projections stacked into one matrix.
+    qkv: Linear,
+    qkv_bias: Option<Vec<f32>>,
+    out: Linear,
+    ffn_norm: Vec<f32>,
+    /// Gate and up projections stacked.
+    gate_up: Linear,
+    down: Linear,
+}
+
+pub struct Model {
+    pub config: Config,
+    embed: Embedding,
+    layers: Vec<Layer>,
+    norm: Vec<f32>,
+    output: Linear,
+    rope: Rope,
+    weight_bytes: usize,
+}
+
+/// One sequence's part of a forward step.
+pub struct SeqStep<'a> {
+    pub seq: SeqId,
+    pub tokens: &'a [u32],
+    /// Logits for every new token (speculative verification) instead of only the last.
+    pub all_logits: bool,
+}
+
+/// Which attention probabilities to record.
+#[derive(Clone, Debug, Default)]
+pub struct CaptureSpec {
+    pub layers: Vec<usize>,
+    pub heads: Vec<usize>,
+}
+
+impl CaptureSpec {
+    /// Every head of every layer.
+    pub fn all(config: &Config) -> Self {
+        Self {
+            layers: (0..config.n_layer).collect(),
+            heads: (0..config.n_head).collect(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct AttnRecord {
+    pub seq: SeqId,
+    pub layer: usize,
+    pub row: ProbRow,
+}
+
+pub struct StepOutput {
+    /// Per step: the last token's logits, or all new tokens' logits back to back.
+    pub logits: Vec<Vec<f32>>,
+    pub attention: Vec<AttnRecord>,
+}
+
+impl Model {
+    pub fn load(g: &mut Gguf) -> LlmResult<Self> {
+        let config = Config::from_gguf(g)?;
+        let mut layers = Vec::with_capacity(config.n_layer);
+        for i in 0..config.n_layer {
+            let p = |n: &str| format!("blk.{i}.{n}");
+            let qkv = Linear::fuse(vec![
+                Linear::load(g, &p("attn_q.weight"))?,
+                Linear::load(g, &p("attn_k.weight"))?,
+                Linear::load(g, &p("attn_v.weight"))?,
+            ]);
+            let qkv_bias = if config.arch == Arch::Qwen2 {
+                let mut b = vector(g, &p("attn_q.bias"))?;
+                b.extend(vector(g, &p("attn_k.bias"))?);
+                b.extend(vector(g, &p("attn_v.bias"))?);
+                Some(b)
+            } else {
+                None
+            };
+            layers.push(Layer {
+                attn_norm: vector(g, &p("attn_norm.weight"))?,
+                qkv,
+                qkv_bias,
+                out: Linear::load(g, &p("attn_output.weight"))?,
+                ffn_norm: vector(g, &p("ffn_norm.weight"))?,
+                gate_up: Linear::fuse(vec![
+                    Linear::load(g, &p("ffn_gate.weight"))?,
+                    Linear::load(g, &p("ffn_up.weight"))?,
+                ]),
+                down: Linear::load(g, &p("ffn_down.weight"))?,
+            });
+        }
+        // Small models tie the output projection to the embedding table.
+        let output_name = if g.has_tensor("output.weight") {
+            "output.weight"
+        } else {
+            "token_embd.weight"
+        };
+        let output = Linear::load(g, output_name)?;
+        let embed = Embedding::load(g, "token_embd.weight")?;
+        let expected = config.q_dim() + 2 * config.kv_dim();
+        if layers.first().map(|l| l.qkv.rows()) != Some(expected) {
+            return Err(LlmError::Corrupt {
+                path: g.path().to_owned(),
+                reason: format!("attention projections do not have {expected} rows in total"),
+            });
+        }
+        let weight_bytes = output.bytes()
+            + layers
+                .iter()
+                .map(|l| l.qkv.bytes() + l.out.bytes() + l.gate_up.bytes() + l.down.bytes())
+                .sum::<usize>();
+        Ok(Self {
+            rope: Rope::new(config.head_dim, config.rope_base, config.rope_style),
+            norm: vector(g, "output_norm.weight")?,
+            config,
+            embed,
+            layers,
+            output,
+            weight_bytes,
+        })
+    }
+
+    pub fn kv_shape(&self, block_size: usize) -> KvShape {
+        KvShape {
+            n_layer: self.config.n_layer,
+            n_kv_head: self.config.n_kv_head,
+            head_dim: self.config.head_dim,
+            block_size,
+        }
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.output.rows()
+    }
+
+    /// Bytes of the weights read for each token (the figure that bounds decode speed).
+    pub fn weight_bytes(&self) -> usize {
+        self.weight_bytes
+    }
+
+    /// Run `steps` through the model, appending their tokens to their sequences in `cache`.
+    pub fn forward(
+        &self,
+        steps: &[SeqStep<'_>],
+        cache: &mut KvCache,
+        backend: &dyn AttentionBackend,
+        capture: &CaptureSpec,
+    ) -> LlmResult<StepOutput> {
+        let c = &self.config;
+        for s in steps {
+            cache.reserve(s.seq, s.tokens.len())?;
+        }
+        let starts: Vec<usize> = steps.iter().map(|s| cache.seq_len(s.seq)).collect();
+        let rows: usize = steps.iter().map(|s| s.tokens.len()).sum();
+        let d = c.n_embd;
+        let mut x = vec![0f32; rows * d];
+        for (id, row) in steps
+            .iter()
+            .flat_map(|s| s.tokens.iter())
+            .zip(x.chunks_exact_mut(d))
+        {
+            if *id as usize >= self.vocab_size() {
+                return Err(LlmError::Tokenizer(format!("token id {id} is outside the vocabulary")));
+            }
+            self.embed.row(*id, row)?;
+        }
+        let mut attention = Vec::new();
+        for (li, layer) in self.layers.iter().enumerate() {
+            let h = rms_norm(&x, &layer.attn_norm, c.rms_eps);
+            let mut qkv = layer.qkv.forward(&h, rows)?;
+            let width = c.q_dim() + 2 * c.kv_dim();
+            if let Some(bias) = &layer.qkv_bias {
+                qkv.chunks_exact_mut(width)
+                    .for_each(|r| r.iter_mut().zip(bias).for_each(|(v, b)| *v += b));
+            }
+            let mut q = vec![0f32; rows * c.q_dim()];
+            let mut r = 0;
+            for (s, &start) in steps.iter().zip(&starts) {
+                for i in 0..s.tokens.len() {
+                    let row = &mut qkv[(r + i) * width..(r + i + 1) * width];
+                    let (qr, kv) = row.split_at_mut(c.q_dim());
+                    let (kr, vr) = kv.split_at_mut(c.kv_dim());
+                    self.rope.apply(qr, start + i);
+                    self.rope.apply(kr, start + i);
+                    q[(r + i) * c.q_dim()..][..c.q_dim()].copy_from_slice(qr);
+                    cache.write(li, cache.slot(s.seq, start + i), kr, vr);
+                }
+                r += s.tokens.len();
+            }
+            let heads: &[usize] = if capture.layers.contains(&li) {
+                &capture.heads
+            } else {
+                &[]
+            };
+            let mut attn = vec![0f32; rows * c.q_dim()];
+            let mut r = 0;
+            for (s, &start) in steps.iter().zip(&starts) {
+                let n = s.tokens.len();
+                let input = AttnInput {
+                    kv: cache.layer(li),
+                    table: cache.table(s.seq),
+                    q: &q[r * c.q_dim()..(r + n) * c.q_dim()],
+                    n_head: c.n_head,
+                    start,
+                    capture: heads,
+                };
+                let probs = backend.attend(&input, &mut attn[r * c.q_dim()..(r + n) * c.q_dim()]);
+                attention.extend(probs.into_iter().map(|row| AttnRecord {
+                    seq: s.seq,
+                    layer: li,
+                    row,
+                }));
+                r += n;
+            }
+            add(&mut x, &layer.out.forward(&attn, rows)?);
+            let h = rms_norm(&x, &layer.ffn_norm, c.rms_eps);
+            let gu = layer.gate_up.forward(&h, rows)?;
+            let act: Vec<f32> = gu
+                .chunks_exact(2 * c.n_ff)
+                .flat_map(|r| {
+                    let (g, u) = r.split_at(c.n_ff);
+                    g.iter().zip(u).map(|(&g, &u)| g / (1.0 + (-g).exp()) * u)
+                })
+                .collect();
+            add(&mut x, &layer.down.forward(&act, rows)?);
+        }
+        for s in steps {
+            cache.commit(s.seq, s.tokens);
+        }
+        self.logits(steps, &x, attention)
+    }
+
+    fn logits(
+        &self,
+        steps: &[SeqStep<'_>],
+        x: &[f32],
+        attention: Vec<AttnRecord>,
+    ) -> LlmResult<StepOutput> {
+        let d = self.config.n_embd;
+        let mut r = 0;
+        let mut logits = Vec::with_capacity(steps.len());
+        for s in steps {
+            let n = s.tokens.len();
+            let first = if s.all_logits { r } else { r + n - 1 };
+            let h = rms_norm(&x[first * d..(r + n) * d], &self.norm, self.config.rms_eps);
+            logits.push(self.output.forward(&h, r + n - first)?);
+            r += n;
+        }
+        Ok(StepOutput { logits, attention })
+    }
+}
+
+/// ggml's RMS norm: sum of squares in f64, scale `1/sqrt(mean + eps)` in f32, then the weight.
+fn rms_norm(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
+    let mut out = Vec::with_capacity(x.len());
+    for row in x.chunks_exact(w.len()) {
+        let sum: f64 = row.iter().map(|&v| (v as f64) * (v as f64)).sum();
+        let mean = (sum / row.len() as f64) as f32;
+        let scale = 1.0 / (mean + eps).sqrt();
+        out.extend(row.iter().zip(w).map(|(&v, &w)| (v * scale) * w));
+    }
+    out
+}
+
+fn add(x: &mut [f32], y: &[f32]) {
+    x.iter_mut().zip(y).for_each(|(a, b)| *a += b);
+}
+
+/// A 1-D tensor (norm weights, biases) as f32.
+fn vector(g: &mut Gguf, name: &str) -> LlmResult<Vec<f32>> {
+    let q = g.qtensor(name)?;
+    Ok(q.dequantize(&candle_core::Device::Cpu)?
+        .flatten_all()?
+        .to_vec1()?)
+}

@@ -1,0 +1,147 @@
+//! The language-model engine against llama.cpp's outputs for the real SmolLM2-135M-Instruct
+//! Q4_1 file (tests/data/reference, computed by an independent implementation).
+
+use glassbox::llm::{
+    AttentionKind, CaptureSpec, Engine, EngineOptions, GenerateRequest, Message, Role,
+    SamplingParams, StopReason,
+};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+pub fn smollm_path() -> PathBuf {
+    let root = std::env::var("GLASSBOX_TEST_MODELS").expect(
+        "GLASSBOX_TEST_MODELS is not set: run the tests through scripts/test, which fetches the test models",
+    );
+    PathBuf::from(root).join("smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+fn reference() -> &'static Value {
+    static REF: OnceLock<Value> = OnceLock::new();
+    REF.get_or_init(|| {
+        let path = crate::common::data("reference/smollm2-135m-instruct-q4_1.llama-cpp.json");
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    })
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+pub fn engine(attention: AttentionKind) -> Engine {
+    let options = EngineOptions {
+        attention,
+        cache_tokens: Some(2048),
+        ..EngineOptions::default()
+    };
+    Engine::load(&smollm_path(), &options).unwrap()
+}
+
+#[test]
+fn tokenizer_and_template_reproduce_llama_cpp_ids() {
+    let engine = engine(AttentionKind::Cpu);
+    for case in reference()["tokenize_no_bos"].as_array().unwrap() {
+        let text = case["text"].as_str().unwrap();
+        let got = engine.tokenizer.encode(text, true).unwrap();
+        assert_eq!(got, ids(&case["ids"]), "token ids of {text:?}");
+        assert_eq!(engine.tokenizer.decode(&got, false), text, "round trip of {text:?}");
+    }
+    let greedy = reference()["greedy"].as_array().unwrap();
+    // The first prompt is the GGUF template's own rendering of one user message.
+    let question = Message::new(Role::User, "What is the capital of France?");
+    let rendered = engine.template.render(&[question.clone()], true).unwrap();
+    assert_eq!(rendered, greedy[0]["prompt"].as_str().unwrap());
+    assert_eq!(engine.chat_prompt(&[question]).unwrap(), ids(&greedy[0]["prompt_ids"]));
+    for case in greedy {
+        let prompt = engine.tokenizer.encode_prompt(case["prompt"].as_str().unwrap()).unwrap();
+        assert_eq!(prompt, ids(&case["prompt_ids"]), "prompt {:?}", case["prompt"]);
+    }
+}
+
+/// Two logits closer than this are a tie for practical purposes: the summation order of a
+/// quantized dot product moves logits by a few hundredths.
+const NEAR_TIE: f32 = 0.05;
+
+/// Greedy continuations must equal llama.cpp's for at least 16 tokens; where they part, the
+/// two best logits of llama.cpp's choice must be a near-tie (reported with its gap).
+fn greedy_matches(attention: AttentionKind) {
+    let mut engine = engine(attention);
+    for case in reference()["greedy"].as_array().unwrap() {
+        let prompt = ids(&case["prompt_ids"]);
+        let expected = ids(&case["continuation_ids"]);
+        let req = GenerateRequest {
+            prompt: prompt.clone(),
+            sampling: SamplingParams::greedy(),
+            max_tokens: expected.len(),
+            stop: vec![],
+            capture: CaptureSpec::default(),
+        };
+        let got = engine.generate(&req, None, &mut |_| {}).unwrap();
+        let mut got_ids = got.ids.clone();
+        if got.stop == StopReason::EndOfText {
+            got_ids.push(engine.tokenizer.eos.unwrap());
+        }
+        let same = got_ids.iter().zip(&expected).take_while(|(a, b)| a == b).count();
+        if same == expected.len() {
+            continue;
+        }
+        // Where they part, llama.cpp's token must be within a hair of ours.
+        let mut context = prompt.clone();
+        context.extend_from_slice(&expected[..same]);
+        let logits = last_logits(&mut engine, &context);
+        let (ours, theirs) = (logits[got_ids[same] as usize], logits[expected[same] as usize]);
+        let gap = ours - theirs;
+        eprintln!(
+            "{}: diverges at token {same} of {} ({:?}): logit gap {gap:.5}",
+            engine.attention_name(),
+            expected.len(),
+            case["prompt"].as_str().unwrap().chars().take(40).collect::<String>()
+        );
+        assert!(
+            same >= 16 || gap < NEAR_TIE,
+            "diverged at token {same} (< 16) and not a near-tie: logit gap {gap}"
+        );
+    }
+}
+
+fn last_logits(engine: &mut Engine, context: &[u32]) -> Vec<f32> {
+    let (seq, _) = engine.cache.begin(&[]);
+    let step = [glassbox::llm::model::SeqStep {
+        seq,
+        tokens: context,
+        all_logits: false,
+    }];
+    let out = engine.forward(&step, &CaptureSpec::default()).unwrap();
+    engine.cache.end(seq);
+    out.logits[0].clone()
+}
+
+#[test]
+fn greedy_generation_follows_llama_cpp_with_reference_attention() {
+    greedy_matches(AttentionKind::Cpu);
+}
+
+#[test]
+fn greedy_generation_follows_llama_cpp_with_fused_attention() {
+    greedy_matches(AttentionKind::CpuFused);
+}
+
+#[test]
+fn generation_stops_at_end_of_text() {
+    let mut engine = engine(AttentionKind::Cpu);
+    let case = &reference()["greedy"][1];
+    let req = GenerateRequest {
+        prompt: ids(&case["prompt_ids"]),
+        sampling: SamplingParams::greedy(),
+        max_tokens: 64,
+        stop: vec![],
+        capture: CaptureSpec::default(),
+    };
+    let got = engine.generate(&req, None, &mut |_| {}).unwrap();
+    assert_eq!(got.stop, StopReason::EndOfText);
+    assert_eq!(got.text, case["continuation_text"].as_str().unwrap());
+}
