@@ -37,6 +37,8 @@ pub enum Error {
     },
     #[error(transparent)]
     Model(#[from] crate::embed::ModelError),
+    #[error(transparent)]
+    Llm(#[from] crate::llm::LlmError),
     #[error("{0}")]
     Invalid(String),
 }

@@ -3,6 +3,7 @@
 //! The library holds all logic; the binary, the GUI and the tests are thin clients of it.
 //! See ARCHITECTURE.md for the map of modules and the data flow.
 
+pub mod answer;
 pub mod bench;
 pub mod catalog;
 pub mod embed;

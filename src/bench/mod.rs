@@ -1,6 +1,7 @@
 //! Benchmarks and evaluations behind `glassbox bench` (results in BENCHMARKS.md).
 
 pub mod corpus;
+pub mod llm;
 
 use crate::error::{Error, Result};
 use crate::index::Analyzer;

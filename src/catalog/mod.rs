@@ -1,9 +1,11 @@
 //! The SQLite catalog (through sqlx): folders, documents, chunks, settings, and the index journal.
 //! It is the source of truth; the tantivy index is rebuilt from it when needed.
 
+mod chats;
 mod embeddings;
 mod write;
 
+pub use chats::ChatSummary;
 pub use embeddings::StoredVectors;
 pub use write::{DocWrite, FileMeta};
 

@@ -52,6 +52,19 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 30)]
         candidates: usize,
     },
+    /// Language-model speed: prompt processing, decode, batched decode, prefix cache (the
+    /// global --llm, --threads and --attention apply).
+    Llm {
+        /// Keep one core busy with a spinning thread while measuring.
+        #[arg(long)]
+        busy_core: bool,
+        #[arg(long, default_value_t = 512)]
+        prompt_tokens: usize,
+        #[arg(long, default_value_t = 128)]
+        decode_tokens: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// hit@1/hit@5 of each keyword analyzer on a labelled Korean question set.
     Tokenizers {
         #[arg(long, default_value = "tests/data/ko-corpus")]
@@ -71,8 +84,53 @@ fn work_dir(given: Option<PathBuf>) -> anyhow::Result<(PathBuf, Option<tempfile:
     }
 }
 
-pub async fn run(command: BenchCommand, embedder: Option<&str>) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    command: BenchCommand,
+    embedder: Option<&str>,
+    llm: &super::llm::LlmFlags,
+) -> anyhow::Result<ExitCode> {
     match command {
+        BenchCommand::Llm {
+            busy_core,
+            prompt_tokens,
+            decode_tokens,
+            json,
+        } => {
+            let _busy = busy_core.then(|| bench::llm::BusyCore::start(0));
+            let mut engine = llm.engine()?;
+            let opts = bench::llm::LlmBenchOptions {
+                prompt_tokens,
+                decode_tokens,
+                ..Default::default()
+            };
+            let r = bench::llm::llm(&mut engine, &opts)?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!("model              {}", r.model);
+                println!(
+                    "threads            {} (attention: {})",
+                    r.threads, r.attention
+                );
+                println!(
+                    "prompt processing  {:.1} tokens/s ({} tokens)",
+                    r.prompt_tokens_per_s, r.prompt_tokens
+                );
+                println!(
+                    "decode             {:.1} tokens/s ({} tokens)",
+                    r.decode_tokens_per_s, r.decode_tokens
+                );
+                println!(
+                    "batch of 8 decode  {:.1} tokens/s in total ({:.2}x one sequence)",
+                    r.batch8_tokens_per_s, r.batch8_speedup
+                );
+                println!(
+                    "time to 1st token  {:.3} s, then {:.3} s for a second question over the same sources",
+                    r.first_question_ttft_s, r.second_question_ttft_s
+                );
+                println!("peak RSS           {:.0} MB", r.peak_rss_bytes as f64 / 1e6);
+            }
+        }
         BenchCommand::Vectors { work_dir, queries } => {
             let mut library = Library::open(&work_dir.join("library")).await?;
             let active = super::models::embedder(&library, embedder).await?;

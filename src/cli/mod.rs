@@ -1,5 +1,6 @@
 //! Command-line interface. Presentation only: every command is one library call plus printing.
 
+mod llm;
 mod models;
 mod output;
 mod progress;
@@ -30,6 +31,8 @@ struct Cli {
     /// Re-ranking cross-encoder: a folder, a known id, or `none`.
     #[arg(long, global = true, value_name = "PATH|ID|none")]
     reranker: Option<String>,
+    #[command(flatten)]
+    llm: llm::LlmFlags,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -53,6 +56,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Answer a question from the library with the local model, citing sources.
+    Ask(llm::AskArgs),
+    /// A conversation about the library (kept in its database); follow-ups retrieve again.
+    Chat(llm::ChatArgs),
+    /// Plain generation: only the generated text on stdout.
+    Generate(llm::GenerateArgs),
+    /// Token ids and pieces of a text under the model's tokenizer.
+    Tokenize(llm::TokenizeArgs),
     /// Known models: list, download, path, use.
     #[command(subcommand)]
     Models(models::ModelsCommand),
@@ -145,6 +156,7 @@ pub fn main() -> ExitCode {
     let models = ModelFlags {
         embedder: cli.embedder,
         reranker: cli.reranker,
+        llm: cli.llm,
     };
     match runtime.block_on(run(cli.data_dir, models, command)) {
         Ok(code) => code,
@@ -159,6 +171,7 @@ pub fn main() -> ExitCode {
 struct ModelFlags {
     embedder: Option<String>,
     reranker: Option<String>,
+    llm: llm::LlmFlags,
 }
 
 async fn run(
@@ -167,7 +180,11 @@ async fn run(
     command: Command,
 ) -> anyhow::Result<ExitCode> {
     let command = match command {
-        Command::Bench(bench) => return bench::run(bench, flags.embedder.as_deref()).await,
+        Command::Bench(bench) => {
+            return bench::run(bench, flags.embedder.as_deref(), &flags.llm).await;
+        }
+        Command::Tokenize(args) => return llm::tokenize(&flags.llm, &args),
+        Command::Generate(args) => return llm::generate(&flags.llm, &args),
         Command::Models(models::ModelsCommand::Use { .. }) => command,
         Command::Models(other) => {
             models::run(other)?;
@@ -211,7 +228,19 @@ async fn run(
             println!("removed {}", path.display());
             ExitCode::SUCCESS
         }
-        Command::Bench(_) => unreachable!("handled above"),
+        Command::Ask(args) => {
+            library.set_embedder(models::embedder(&library, flags.embedder.as_deref()).await?);
+            library.set_reranker(models::reranker(&library, flags.reranker.as_deref()).await?);
+            llm::ask(&library, &flags.llm, &args).await?
+        }
+        Command::Chat(args) => {
+            library.set_embedder(models::embedder(&library, flags.embedder.as_deref()).await?);
+            library.set_reranker(models::reranker(&library, flags.reranker.as_deref()).await?);
+            llm::chat(&library, &flags.llm, &args).await?
+        }
+        Command::Bench(_) | Command::Tokenize(_) | Command::Generate(_) => {
+            unreachable!("handled above")
+        }
     };
     library.close().await;
     Ok(code)

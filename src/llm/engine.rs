@@ -119,7 +119,10 @@ impl Engine {
         let mut gguf = Gguf::open(path)?;
         let tokenizer = LlmTokenizer::from_gguf(&gguf)?;
         let model = Model::load(&mut gguf)?;
-        let token = |id: Option<u32>| id.map(|i| tokenizer.decode(&[i], false)).unwrap_or_default();
+        let token = |id: Option<u32>| {
+            id.map(|i| tokenizer.decode(&[i], false))
+                .unwrap_or_default()
+        };
         let template = ChatTemplate::new(
             gguf.string("tokenizer.chat_template"),
             &token(tokenizer.bos),

@@ -31,7 +31,9 @@ pub enum LlmError {
         what: String,
         purpose: &'static str,
     },
-    #[error("{path}: tensor `{name}` is missing; the file is incomplete or for another architecture")]
+    #[error(
+        "{path}: tensor `{name}` is missing; the file is incomplete or for another architecture"
+    )]
     MissingTensor { path: PathBuf, name: String },
     #[error("tokenizer error: {0}")]
     Tokenizer(String),

@@ -60,7 +60,9 @@ impl Gguf {
     }
 
     pub fn string(&self, key: &str) -> Option<&str> {
-        self.get(key).and_then(|v| v.to_string().ok()).map(|s| s.as_str())
+        self.get(key)
+            .and_then(|v| v.to_string().ok())
+            .map(|s| s.as_str())
     }
 
     /// An integer of any GGUF integer type.

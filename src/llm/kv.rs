@@ -217,7 +217,11 @@ impl KvCache {
             let new = self.allocate();
             self.copy_block(old, new);
             self.release(old);
-            *self.seqs.get_mut(&seq).and_then(|s| s.table.last_mut()).expect("has blocks") = new;
+            *self
+                .seqs
+                .get_mut(&seq)
+                .and_then(|s| s.table.last_mut())
+                .expect("has blocks") = new;
         }
         for _ in 0..needed - cow as usize {
             let b = self.allocate();

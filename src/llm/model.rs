@@ -173,7 +173,9 @@ impl Model {
             .zip(x.chunks_exact_mut(d))
         {
             if *id as usize >= self.vocab_size() {
-                return Err(LlmError::Tokenizer(format!("token id {id} is outside the vocabulary")));
+                return Err(LlmError::Tokenizer(format!(
+                    "token id {id} is outside the vocabulary"
+                )));
             }
             self.embed.row(*id, row)?;
         }

@@ -130,7 +130,9 @@ impl QWeight {
                 Blocks::Q4_1(w) => dequant_q4_1(&w[b], o),
                 Blocks::Q8_0(w) => {
                     let d = w[b].d.to_f32();
-                    o.iter_mut().zip(w[b].qs).for_each(|(o, q)| *o = q as f32 * d);
+                    o.iter_mut()
+                        .zip(w[b].qs)
+                        .for_each(|(o, q)| *o = q as f32 * d);
                 }
             }
         }
@@ -150,24 +152,27 @@ impl QWeight {
         let threads = rayon::current_num_threads().max(1);
         let chunk = self.rows.div_ceil(threads * 8).clamp(8, 64);
         let out_ptr = SendPtr(out.as_mut_ptr());
-        (0..self.rows.div_ceil(chunk)).into_par_iter().for_each(|c| {
-            let rows = c * chunk..((c + 1) * chunk).min(self.rows);
-            let mut i = 0;
-            while i < m {
-                let take = (m - i).min(4);
-                for r in rows.clone() {
-                    let w = r * nb..(r + 1) * nb;
-                    let dots = self.dot_rows(w, &acts, i, take, nb);
-                    for (j, d) in dots.iter().take(take).enumerate() {
-                        // SAFETY: each (row i + j, column r) is written by exactly one task.
-                        unsafe { *out_ptr.at((i + j) * self.rows + r) = *d };
+        (0..self.rows.div_ceil(chunk))
+            .into_par_iter()
+            .for_each(|c| {
+                let rows = c * chunk..((c + 1) * chunk).min(self.rows);
+                let mut i = 0;
+                while i < m {
+                    let take = (m - i).min(4);
+                    for r in rows.clone() {
+                        let w = r * nb..(r + 1) * nb;
+                        let dots = self.dot_rows(w, &acts, i, take, nb);
+                        for (j, d) in dots.iter().take(take).enumerate() {
+                            // SAFETY: each (row i + j, column r) is written by exactly one task.
+                            unsafe { *out_ptr.at((i + j) * self.rows + r) = *d };
+                        }
                     }
+                    i += take;
                 }
-                i += take;
-            }
-        });
+            });
     }
 
+    /// Dot products of weight row blocks `w` with activation rows `first..first + take`.
     fn dot_rows(
         &self,
         w: std::ops::Range<usize>,
@@ -176,19 +181,33 @@ impl QWeight {
         take: usize,
         nb: usize,
     ) -> [f32; 4] {
-        let row = |j: usize| (first + j.min(take - 1)) * nb;
+        let mut out = [0f32; 4];
+        match take {
+            1 => out[..1].copy_from_slice(&self.dot_n::<1>(w, acts, first, nb)),
+            2 => out[..2].copy_from_slice(&self.dot_n::<2>(w, acts, first, nb)),
+            3 => out[..3].copy_from_slice(&self.dot_n::<3>(w, acts, first, nb)),
+            _ => out.copy_from_slice(&self.dot_n::<4>(w, acts, first, nb)),
+        }
+        out
+    }
+
+    fn dot_n<const R: usize>(
+        &self,
+        w: std::ops::Range<usize>,
+        acts: &Acts,
+        first: usize,
+        nb: usize,
+    ) -> [f32; R] {
+        let at = |j: usize| (first + j) * nb..(first + j + 1) * nb;
         match (&self.blocks, acts) {
             (Blocks::Q4_1(wb), Acts::Q8_1(a)) => {
-                let ys = std::array::from_fn(|j| &a[row(j)..row(j) + nb]);
-                kernels::dot4_q4_1(&wb[w], ys)
+                kernels::dot_q4_1(&wb[w], std::array::from_fn(|j| &a[at(j)]))
             }
             (Blocks::Q4_0(wb), Acts::Q8_0(a)) => {
-                let ys = std::array::from_fn(|j| &a[row(j)..row(j) + nb]);
-                kernels::dot4_q4_0(&wb[w], ys)
+                kernels::dot_q4_0(&wb[w], std::array::from_fn(|j| &a[at(j)]))
             }
             (Blocks::Q8_0(wb), Acts::Q8_0(a)) => {
-                let ys = std::array::from_fn(|j| &a[row(j)..row(j) + nb]);
-                kernels::dot4_q8_0(&wb[w], ys)
+                kernels::dot_q8_0(&wb[w], std::array::from_fn(|j| &a[at(j)]))
             }
             _ => unreachable!("activations are quantized for the weight type"),
         }
@@ -281,34 +300,58 @@ fn dequant_q4_1(b: &BlockQ4_1, out: &mut [f32]) {
 pub mod kernels {
     use super::*;
 
-    pub fn dot4_q4_1(w: &[BlockQ4_1], ys: [&[BlockQ8_1]; 4]) -> [f32; 4] {
-        #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
+    pub fn dot_q4_1<const R: usize>(w: &[BlockQ4_1], ys: [&[BlockQ8_1]; R]) -> [f32; R] {
+        #[cfg(all(
+            target_arch = "x86_64",
+            target_feature = "avx2",
+            target_feature = "fma"
+        ))]
         // SAFETY: the target features are compiled in.
         unsafe {
-            avx2::dot4_q4_1(w, ys)
+            avx2::dot_q4_1(w, ys)
         }
-        #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma")))]
-        portable::dot4_q4_1(w, ys)
+        #[cfg(not(all(
+            target_arch = "x86_64",
+            target_feature = "avx2",
+            target_feature = "fma"
+        )))]
+        portable::dot_q4_1(w, ys)
     }
 
-    pub fn dot4_q4_0(w: &[BlockQ4_0], ys: [&[BlockQ8_0]; 4]) -> [f32; 4] {
-        #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
+    pub fn dot_q4_0<const R: usize>(w: &[BlockQ4_0], ys: [&[BlockQ8_0]; R]) -> [f32; R] {
+        #[cfg(all(
+            target_arch = "x86_64",
+            target_feature = "avx2",
+            target_feature = "fma"
+        ))]
         // SAFETY: the target features are compiled in.
         unsafe {
-            avx2::dot4_q4_0(w, ys)
+            avx2::dot_q4_0(w, ys)
         }
-        #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma")))]
-        portable::dot4_q4_0(w, ys)
+        #[cfg(not(all(
+            target_arch = "x86_64",
+            target_feature = "avx2",
+            target_feature = "fma"
+        )))]
+        portable::dot_q4_0(w, ys)
     }
 
-    pub fn dot4_q8_0(w: &[BlockQ8_0], ys: [&[BlockQ8_0]; 4]) -> [f32; 4] {
-        #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
+    pub fn dot_q8_0<const R: usize>(w: &[BlockQ8_0], ys: [&[BlockQ8_0]; R]) -> [f32; R] {
+        #[cfg(all(
+            target_arch = "x86_64",
+            target_feature = "avx2",
+            target_feature = "fma"
+        ))]
         // SAFETY: the target features are compiled in.
         unsafe {
-            avx2::dot4_q8_0(w, ys)
+            avx2::dot_q8_0(w, ys)
         }
-        #[cfg(not(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma")))]
-        portable::dot4_q8_0(w, ys)
+        #[cfg(not(all(
+            target_arch = "x86_64",
+            target_feature = "avx2",
+            target_feature = "fma"
+        )))]
+        portable::dot_q8_0(w, ys)
     }
 
     pub mod portable {
@@ -325,7 +368,7 @@ pub mod kernels {
             a.iter().zip(b).map(|(&x, &y)| x * y as i32).sum()
         }
 
-        pub fn dot4_q4_1(w: &[BlockQ4_1], ys: [&[BlockQ8_1]; 4]) -> [f32; 4] {
+        pub fn dot_q4_1<const R: usize>(w: &[BlockQ4_1], ys: [&[BlockQ8_1]; R]) -> [f32; R] {
             std::array::from_fn(|r| {
                 let mut acc = 0f32;
                 for (x, y) in w.iter().zip(ys[r]) {
@@ -336,7 +379,7 @@ pub mod kernels {
             })
         }
 
-        pub fn dot4_q4_0(w: &[BlockQ4_0], ys: [&[BlockQ8_0]; 4]) -> [f32; 4] {
+        pub fn dot_q4_0<const R: usize>(w: &[BlockQ4_0], ys: [&[BlockQ8_0]; R]) -> [f32; R] {
             std::array::from_fn(|r| {
                 let mut acc = 0f32;
                 for (x, y) in w.iter().zip(ys[r]) {
@@ -347,7 +390,7 @@ pub mod kernels {
             })
         }
 
-        pub fn dot4_q8_0(w: &[BlockQ8_0], ys: [&[BlockQ8_0]; 4]) -> [f32; 4] {
+        pub fn dot_q8_0<const R: usize>(w: &[BlockQ8_0], ys: [&[BlockQ8_0]; R]) -> [f32; R] {
             std::array::from_fn(|r| {
                 let mut acc = 0f32;
                 for (x, y) in w.iter().zip(ys[r]) {
@@ -359,7 +402,11 @@ pub mod kernels {
         }
     }
 
-    #[cfg(all(target_arch = "x86_64", target_feature = "avx2", target_feature = "fma"))]
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma"
+    ))]
     mod avx2 {
         use super::super::*;
         use std::arch::x86_64::*;
@@ -404,14 +451,14 @@ pub mod kernels {
             unsafe { _mm256_loadu_si256(qs.as_ptr() as *const __m256i) }
         }
 
-        pub unsafe fn dot4_q4_1(w: &[BlockQ4_1], ys: [&[BlockQ8_1]; 4]) -> [f32; 4] {
+        pub unsafe fn dot_q4_1<const R: usize>(w: &[BlockQ4_1], ys: [&[BlockQ8_1]; R]) -> [f32; R] {
             unsafe {
-                let mut acc = [_mm256_setzero_ps(); 4];
-                let mut mins = [0f32; 4];
+                let mut acc = [_mm256_setzero_ps(); R];
+                let mut mins = [0f32; R];
                 for (b, x) in w.iter().enumerate() {
                     let (d, m) = (x.d.to_f32(), x.m.to_f32());
                     let qx = nibbles(&x.qs);
-                    for r in 0..4 {
+                    for r in 0..R {
                         let y = ys[r].get_unchecked(b);
                         mins[r] += m * y.s.to_f32();
                         let scale = _mm256_set1_ps(d * y.d.to_f32());
@@ -422,13 +469,13 @@ pub mod kernels {
             }
         }
 
-        pub unsafe fn dot4_q4_0(w: &[BlockQ4_0], ys: [&[BlockQ8_0]; 4]) -> [f32; 4] {
+        pub unsafe fn dot_q4_0<const R: usize>(w: &[BlockQ4_0], ys: [&[BlockQ8_0]; R]) -> [f32; R] {
             unsafe {
-                let mut acc = [_mm256_setzero_ps(); 4];
+                let mut acc = [_mm256_setzero_ps(); R];
                 for (b, x) in w.iter().enumerate() {
                     let d = x.d.to_f32();
                     let qx = _mm256_sub_epi8(nibbles(&x.qs), _mm256_set1_epi8(8));
-                    for r in 0..4 {
+                    for r in 0..R {
                         let y = ys[r].get_unchecked(b);
                         let scale = _mm256_set1_ps(d * y.d.to_f32());
                         acc[r] = _mm256_fmadd_ps(scale, dot_i8_i8(qx, load(&y.qs)), acc[r]);
@@ -438,13 +485,13 @@ pub mod kernels {
             }
         }
 
-        pub unsafe fn dot4_q8_0(w: &[BlockQ8_0], ys: [&[BlockQ8_0]; 4]) -> [f32; 4] {
+        pub unsafe fn dot_q8_0<const R: usize>(w: &[BlockQ8_0], ys: [&[BlockQ8_0]; R]) -> [f32; R] {
             unsafe {
-                let mut acc = [_mm256_setzero_ps(); 4];
+                let mut acc = [_mm256_setzero_ps(); R];
                 for (b, x) in w.iter().enumerate() {
                     let d = x.d.to_f32();
                     let qx = load(&x.qs);
-                    for r in 0..4 {
+                    for r in 0..R {
                         let y = ys[r].get_unchecked(b);
                         let scale = _mm256_set1_ps(d * y.d.to_f32());
                         acc[r] = _mm256_fmadd_ps(scale, dot_i8_i8(qx, load(&y.qs)), acc[r]);
@@ -464,7 +511,9 @@ mod tests {
         let mut s = seed;
         (0..n)
             .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((s >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
             })
             .collect()
@@ -498,7 +547,10 @@ mod tests {
                 for i in 0..m {
                     let exact: f32 = wr.iter().zip(&x[i * cols..]).map(|(a, b)| a * b).sum();
                     let got = out[i * rows + r];
-                    assert!((got - exact).abs() < 0.05 * (1.0 + exact.abs()), "{dtype:?} {got} vs {exact}");
+                    assert!(
+                        (got - exact).abs() < 0.05 * (1.0 + exact.abs()),
+                        "{dtype:?} {got} vs {exact}"
+                    );
                 }
             }
             let nb = cols / QK;
@@ -507,12 +559,24 @@ mod tests {
             let ys1 = std::array::from_fn(|j| &acts_1[j * nb..(j + 1) * nb]);
             let ys0 = std::array::from_fn(|j| &acts_0[j * nb..(j + 1) * nb]);
             let (fast, slow) = match &w.blocks {
-                Blocks::Q4_1(b) => (kernels::dot4_q4_1(&b[..nb], ys1), kernels::portable::dot4_q4_1(&b[..nb], ys1)),
-                Blocks::Q4_0(b) => (kernels::dot4_q4_0(&b[..nb], ys0), kernels::portable::dot4_q4_0(&b[..nb], ys0)),
-                Blocks::Q8_0(b) => (kernels::dot4_q8_0(&b[..nb], ys0), kernels::portable::dot4_q8_0(&b[..nb], ys0)),
+                Blocks::Q4_1(b) => (
+                    kernels::dot_q4_1::<4>(&b[..nb], ys1),
+                    kernels::portable::dot_q4_1::<4>(&b[..nb], ys1),
+                ),
+                Blocks::Q4_0(b) => (
+                    kernels::dot_q4_0::<4>(&b[..nb], ys0),
+                    kernels::portable::dot_q4_0::<4>(&b[..nb], ys0),
+                ),
+                Blocks::Q8_0(b) => (
+                    kernels::dot_q8_0::<4>(&b[..nb], ys0),
+                    kernels::portable::dot_q8_0::<4>(&b[..nb], ys0),
+                ),
             };
             for (f, s) in fast.iter().zip(slow) {
-                assert!((f - s).abs() <= 1e-4 * (1.0 + s.abs()), "{dtype:?}: {f} vs {s}");
+                assert!(
+                    (f - s).abs() <= 1e-4 * (1.0 + s.abs()),
+                    "{dtype:?}: {f} vs {s}"
+                );
             }
         }
     }

@@ -60,7 +60,11 @@ impl Sampler {
             let mut seen = std::collections::HashSet::new();
             for &t in recent.iter().filter(|&&t| seen.insert(t)) {
                 if let Some(l) = logits.get_mut(t as usize) {
-                    *l = if *l > 0.0 { *l / p.repetition_penalty } else { *l * p.repetition_penalty };
+                    *l = if *l > 0.0 {
+                        *l / p.repetition_penalty
+                    } else {
+                        *l * p.repetition_penalty
+                    };
                 }
             }
         }

@@ -67,11 +67,17 @@ impl LlmTokenizer {
         let model = gguf.string("tokenizer.ggml.model").unwrap_or("gpt2");
         let id = |key: &str| gguf.int(key).map(|v| v as u32);
         let eos = id("tokenizer.ggml.eos_token_id");
-        let stop_ids = ["<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>"]
-            .iter()
-            .filter_map(|s| tokens.iter().position(|t| t == s).map(|i| i as u32))
-            .filter(|&i| Some(i) != eos)
-            .collect();
+        let stop_ids = [
+            "<|im_end|>",
+            "<|eot_id|>",
+            "<|end|>",
+            "<end_of_turn>",
+            "<|endoftext|>",
+        ]
+        .iter()
+        .filter_map(|s| tokens.iter().position(|t| t == s).map(|i| i as u32))
+        .filter(|&i| Some(i) != eos)
+        .collect();
         Ok(Self {
             inner,
             bytes,
@@ -105,7 +111,9 @@ impl LlmTokenizer {
         let mut rest = text;
         while let Some((at, len)) = self.find_special(rest) {
             // Cut the special text in two: neither half matches a special token.
-            let cut = (at + len / 2..).find(|&i| rest.is_char_boundary(i)).unwrap_or(at);
+            let cut = (at + len / 2..)
+                .find(|&i| rest.is_char_boundary(i))
+                .unwrap_or(at);
             ids.extend(self.encode(&rest[..cut], true)?);
             rest = &rest[cut..];
         }
@@ -123,6 +131,17 @@ impl LlmTokenizer {
                 (t.len() > 1).then(|| text.find(t).map(|at| (at, t.len())))?
             })
             .min()
+    }
+
+    /// `text` with any special-token text (such as `<|im_end|>`) defused by replacing its `<`
+    /// with `‹`, so that document text cannot end a chat turn or open a new one.
+    pub fn neutralize(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        while let Some((at, _)) = self.find_special(&out) {
+            let first = out[at..].chars().next().map_or(1, char::len_utf8);
+            out.replace_range(at..at + first, "‹");
+        }
+        out
     }
 
     /// Ids with BOS prepended when the model's metadata asks for it.
@@ -207,7 +226,9 @@ fn build_from_gguf(gguf: &Gguf, tokens: &[String]) -> LlmResult<Tokenizer> {
                 .zip(scores)
                 .map(|(t, s)| (t.clone(), s.to_f32().unwrap_or(0.0) as f64))
                 .collect();
-            let unk = gguf.int("tokenizer.ggml.unknown_token_id").map(|v| v as usize);
+            let unk = gguf
+                .int("tokenizer.ggml.unknown_token_id")
+                .map(|v| v as usize);
             let unigram = Unigram::from(vocab, unk, true).map_err(|e| tok_err(path, e))?;
             let mut t = Tokenizer::new(unigram);
             let prepend = match gguf.bool("tokenizer.ggml.add_space_prefix") {

@@ -72,6 +72,12 @@ const REGISTRY: &[&str] = &[
     include_str!("../../models/mmarco-mminilmv2-l12.toml"),
     include_str!("../../models/ms-marco-minilm-l6-v2.toml"),
     include_str!("../../models/bge-reranker-v2-m3.toml"),
+    include_str!("../../models/qwen2.5-1.5b-instruct.toml"),
+    include_str!("../../models/qwen2.5-0.5b-instruct.toml"),
+    include_str!("../../models/smollm2-135m-instruct.toml"),
+    include_str!("../../models/smollm2-360m-instruct.toml"),
+    include_str!("../../models/smollm2-1.7b-instruct.toml"),
+    include_str!("../../models/llama-3.2-1b-instruct.toml"),
 ];
 
 /// Every known model. The TOML files are checked by a test, so parsing cannot fail here.
@@ -165,7 +171,7 @@ mod tests {
             assert_eq!(spec.revision.len(), 40, "{}", spec.id);
         }
         assert_eq!(known().len(), REGISTRY.len());
-        for role in [Role::Embedder, Role::Reranker] {
+        for role in [Role::Embedder, Role::Reranker, Role::Llm] {
             assert_eq!(
                 known()
                     .iter()

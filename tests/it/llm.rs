@@ -48,17 +48,32 @@ fn tokenizer_and_template_reproduce_llama_cpp_ids() {
         let text = case["text"].as_str().unwrap();
         let got = engine.tokenizer.encode(text, true).unwrap();
         assert_eq!(got, ids(&case["ids"]), "token ids of {text:?}");
-        assert_eq!(engine.tokenizer.decode(&got, false), text, "round trip of {text:?}");
+        assert_eq!(
+            engine.tokenizer.decode(&got, false),
+            text,
+            "round trip of {text:?}"
+        );
     }
     let greedy = reference()["greedy"].as_array().unwrap();
     // The first prompt is the GGUF template's own rendering of one user message.
     let question = Message::new(Role::User, "What is the capital of France?");
-    let rendered = engine.template.render(&[question.clone()], true).unwrap();
+    let rendered = engine.template.render(std::slice::from_ref(&question), true).unwrap();
     assert_eq!(rendered, greedy[0]["prompt"].as_str().unwrap());
-    assert_eq!(engine.chat_prompt(&[question]).unwrap(), ids(&greedy[0]["prompt_ids"]));
+    assert_eq!(
+        engine.chat_prompt(&[question]).unwrap(),
+        ids(&greedy[0]["prompt_ids"])
+    );
     for case in greedy {
-        let prompt = engine.tokenizer.encode_prompt(case["prompt"].as_str().unwrap()).unwrap();
-        assert_eq!(prompt, ids(&case["prompt_ids"]), "prompt {:?}", case["prompt"]);
+        let prompt = engine
+            .tokenizer
+            .encode_prompt(case["prompt"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(
+            prompt,
+            ids(&case["prompt_ids"]),
+            "prompt {:?}",
+            case["prompt"]
+        );
     }
 }
 
@@ -85,7 +100,11 @@ fn greedy_matches(attention: AttentionKind) {
         if got.stop == StopReason::EndOfText {
             got_ids.push(engine.tokenizer.eos.unwrap());
         }
-        let same = got_ids.iter().zip(&expected).take_while(|(a, b)| a == b).count();
+        let same = got_ids
+            .iter()
+            .zip(&expected)
+            .take_while(|(a, b)| a == b)
+            .count();
         if same == expected.len() {
             continue;
         }
@@ -93,13 +112,21 @@ fn greedy_matches(attention: AttentionKind) {
         let mut context = prompt.clone();
         context.extend_from_slice(&expected[..same]);
         let logits = last_logits(&mut engine, &context);
-        let (ours, theirs) = (logits[got_ids[same] as usize], logits[expected[same] as usize]);
+        let (ours, theirs) = (
+            logits[got_ids[same] as usize],
+            logits[expected[same] as usize],
+        );
         let gap = ours - theirs;
         eprintln!(
             "{}: diverges at token {same} of {} ({:?}): logit gap {gap:.5}",
             engine.attention_name(),
             expected.len(),
-            case["prompt"].as_str().unwrap().chars().take(40).collect::<String>()
+            case["prompt"]
+                .as_str()
+                .unwrap()
+                .chars()
+                .take(40)
+                .collect::<String>()
         );
         assert!(
             same >= 16 || gap < NEAR_TIE,

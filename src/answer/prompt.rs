@@ -1,0 +1,180 @@
+//! The grounded prompt: numbered sources in the system turn, earlier chat turns, the question.
+//!
+//! Context policy, when everything does not fit in the model's window (minus room for the
+//! answer): drop the lowest-ranked sources first, one at a time; then the oldest chat turns,
+//! a question and its answer together; the question itself is never cut. What was dropped is
+//! reported so that the answer can say so.
+
+use serde::Serialize;
+
+use crate::catalog::ChunkRecord;
+use crate::llm::{Engine, LlmError, LlmResult, Message, Role};
+
+/// A passage given to the model, numbered as the model will cite it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Source {
+    pub n: usize,
+    #[serde(flatten)]
+    pub chunk: ChunkRecord,
+    /// The retrieval score of the passage (last stage).
+    pub score: f32,
+}
+
+impl Source {
+    /// Where the passage is: `path:lines` or `path (page p)`.
+    pub fn location(&self) -> String {
+        let c = &self.chunk;
+        match c.page {
+            Some(p) => format!("{} (page {p})", c.path.display()),
+            None => format!("{}:{}-{}", c.path.display(), c.lines.0, c.lines.1),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PromptPlan {
+    #[serde(skip)]
+    pub ids: Vec<u32>,
+    pub prompt_tokens: usize,
+    /// Sources in the prompt, best first.
+    pub sources: Vec<Source>,
+    /// Sources left out to fit the context window (lowest-ranked first to go).
+    pub dropped_sources: Vec<Source>,
+    /// Earlier chat messages left out to fit.
+    pub dropped_messages: usize,
+}
+
+impl PromptPlan {
+    /// What the answer should tell the user about trimming, if anything.
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if !self.dropped_sources.is_empty() {
+            notes.push(format!(
+                "{} lower-ranked source(s) were left out to fit the model's context window.",
+                self.dropped_sources.len()
+            ));
+        }
+        if self.dropped_messages > 0 {
+            notes.push(format!(
+                "The {} oldest message(s) of this chat were left out to fit the context window.",
+                self.dropped_messages
+            ));
+        }
+        notes
+    }
+}
+
+const INSTRUCTIONS: &str = "You answer questions using only the numbered sources below. \
+After each statement, cite the sources it comes from as [1], [2]. If the sources do not \
+contain the answer, say that you could not find it in the documents. Answer in the language \
+of the question.";
+
+/// Build the prompt for `question` after `history`, fitting `budget` tokens (the window minus
+/// room for the answer).
+pub fn build(
+    engine: &Engine,
+    history: &[Message],
+    question: &str,
+    mut sources: Vec<Source>,
+    budget: usize,
+) -> LlmResult<PromptPlan> {
+    let mut dropped_sources = Vec::new();
+    let mut history = history.to_vec();
+    let mut dropped_messages = 0;
+    loop {
+        let messages = messages(engine, &history, question, &sources);
+        let ids = engine.chat_prompt(&messages)?;
+        if ids.len() <= budget {
+            return Ok(PromptPlan {
+                prompt_tokens: ids.len(),
+                ids,
+                sources,
+                dropped_sources,
+                dropped_messages,
+            });
+        }
+        if let Some(s) = sources.pop() {
+            dropped_sources.push(s);
+        } else if !history.is_empty() {
+            let n = history.len().min(2);
+            history.drain(..n);
+            dropped_messages += n;
+        } else {
+            return Err(LlmError::ContextOverflow {
+                tokens: ids.len(),
+                context: budget,
+            });
+        }
+    }
+}
+
+fn messages(
+    engine: &Engine,
+    history: &[Message],
+    question: &str,
+    sources: &[Source],
+) -> Vec<Message> {
+    let mut system = String::from(INSTRUCTIONS);
+    system.push_str("\n\nSources:");
+    for s in sources {
+        let c = &s.chunk;
+        let heading = if c.heading.is_empty() {
+            String::new()
+        } else {
+            format!(" > {}", c.heading)
+        };
+        system.push_str(&format!(
+            "\n\n[{}] {}{heading} ({})\n{}",
+            s.n,
+            c.title,
+            s.location(),
+            engine.tokenizer.neutralize(c.text.trim())
+        ));
+    }
+    if sources.is_empty() {
+        system.push_str("\n(none found)");
+    }
+    let mut all = vec![Message::new(Role::System, system)];
+    all.extend(
+        history
+            .iter()
+            .map(|m| Message::new(m.role, engine.tokenizer.neutralize(&m.content))),
+    );
+    all.push(Message::new(
+        Role::User,
+        engine.tokenizer.neutralize(question),
+    ));
+    all
+}
+
+/// The source numbers `text` cites as `[n]` or `[n, m]`, in order of first citation, limited
+/// to `1..=max`.
+pub fn citations(text: &str, max: usize) -> Vec<usize> {
+    let mut found = Vec::new();
+    let mut rest = text;
+    while let Some(open) = rest.find('[') {
+        rest = &rest[open + 1..];
+        let Some(close) = rest.find(']') else { break };
+        let inside = &rest[..close];
+        let numbers: Option<Vec<usize>> = inside
+            .split(',')
+            .map(|p| p.trim().parse::<usize>().ok())
+            .collect();
+        for n in numbers.unwrap_or_default() {
+            if (1..=max).contains(&n) && !found.contains(&n) {
+                found.push(n);
+            }
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn citations_are_read_in_order_without_duplicates() {
+        let text =
+            "BM25 ranks by terms [2]. Vectors compare meaning [1, 3]. Again [2]; bad [9] [x].";
+        assert_eq!(super::citations(text, 3), vec![2, 1, 3]);
+    }
+}
