@@ -1,69 +1,98 @@
 //! Our quantized matrix multiply for the GGUF block formats small models ship in (Q4_0, Q4_1,
 //! Q8_0). It follows ggml's arithmetic (activations quantized to Q8 blocks with round-to-even,
-//! integer block dots, per-block f32 scales) so our logits agree with llama.cpp's, and it runs
-//! several activation rows per pass over each weight block, so prefill and batched decoding
-//! read the weights once per step instead of once per row (candle's CPU kernel loops rows).
+//! integer block dots, per-block f32 scales) so our logits agree with llama.cpp's, and it runs up
+//! to eight activation rows per pass over each weight block, so prefill and batched decoding read
+//! the weights once per step instead of once per row (candle's CPU kernel loops over rows).
+//!
+//! Weights are repacked at load from GGUF's interleaved blocks into separate arrays of scales
+//! and quants: eight block scales then convert in one instruction, and the inner loop is only
+//! the integer dot and one multiply-add per block.
 
 use half::f16;
 use rayon::prelude::*;
 
+/// Values per quantization block.
 pub const QK: usize = 32;
+/// Activation rows handled per pass over the weights.
+const ROWS_PER_PASS: usize = 8;
 
-#[derive(Clone, Copy, Debug)]
-#[repr(C)]
-pub struct BlockQ4_0 {
-    d: f16,
-    qs: [u8; QK / 2],
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QKind {
+    Q4_0,
+    Q4_1,
+    Q8_0,
 }
 
-#[derive(Clone, Copy, Debug)]
-#[repr(C)]
-pub struct BlockQ4_1 {
-    d: f16,
-    m: f16,
-    qs: [u8; QK / 2],
+impl QKind {
+    /// Bytes of quants per block.
+    fn qs_len(self) -> usize {
+        match self {
+            QKind::Q4_0 | QKind::Q4_1 => QK / 2,
+            QKind::Q8_0 => QK,
+        }
+    }
+
+    /// Bytes of one block in a GGUF file.
+    fn gguf_block(self) -> usize {
+        match self {
+            QKind::Q4_0 => 18,
+            QKind::Q4_1 => 20,
+            QKind::Q8_0 => 34,
+        }
+    }
 }
 
-#[derive(Clone, Copy, Debug)]
-#[repr(C)]
-pub struct BlockQ8_0 {
-    d: f16,
-    qs: [i8; QK],
-}
-
-#[derive(Clone, Copy, Debug)]
-#[repr(C)]
-pub struct BlockQ8_1 {
-    d: f16,
-    s: f16,
-    qs: [i8; QK],
-}
-
-const _: () = assert!(std::mem::size_of::<BlockQ4_0>() == 18);
-const _: () = assert!(std::mem::size_of::<BlockQ4_1>() == 20);
-const _: () = assert!(std::mem::size_of::<BlockQ8_0>() == 34);
-const _: () = assert!(std::mem::size_of::<BlockQ8_1>() == 36);
-
-/// Weight blocks, row-major: `rows` rows of `cols / 32` blocks.
-#[derive(Clone)]
-pub enum Blocks {
-    Q4_0(Vec<BlockQ4_0>),
-    Q4_1(Vec<BlockQ4_1>),
-    Q8_0(Vec<BlockQ8_0>),
-}
-
-/// A quantized weight matrix `rows x cols` (output features x input features).
+/// A quantized weight matrix `rows x cols` (output features x input features), repacked.
 #[derive(Clone)]
 pub struct QWeight {
     pub rows: usize,
     pub cols: usize,
-    blocks: Blocks,
+    kind: QKind,
+    /// Block scales, row-major.
+    d: Vec<f16>,
+    /// Block minimums (Q4_1 only).
+    m: Vec<f16>,
+    /// Quants: 16 bytes of nibbles (low nibble = value j, high = value j + 16) or 32 i8.
+    qs: Vec<u8>,
 }
 
-/// Activations quantized for one weight type.
-enum Acts {
-    Q8_0(Vec<BlockQ8_0>),
-    Q8_1(Vec<BlockQ8_1>),
+/// Activation rows quantized to Q8 blocks, scales as f32 (rounded through f16 as ggml stores
+/// them).
+struct Acts {
+    cols: usize,
+    d: Vec<f32>,
+    /// `d * sum(q)` per block (Q8_1, for Q4_1's minimum term).
+    s: Vec<f32>,
+    qs: Vec<i8>,
+}
+
+impl Acts {
+    fn row(&self, i: usize) -> ActRow<'_> {
+        let nb = self.cols / QK;
+        let b = i * nb..(i + 1) * nb;
+        ActRow {
+            d: &self.d[b.clone()],
+            s: self.s.get(b.clone()).unwrap_or(&[]),
+            qs: &self.qs[b.start * QK..b.end * QK],
+        }
+    }
+}
+
+/// One activation row's blocks.
+#[derive(Clone, Copy)]
+pub struct ActRow<'a> {
+    d: &'a [f32],
+    s: &'a [f32],
+    qs: &'a [i8],
+}
+
+/// One weight row's blocks.
+#[derive(Clone, Copy)]
+pub struct WeightRow<'a> {
+    kind: QKind,
+    d: &'a [f16],
+    m: &'a [f16],
+    qs: &'a [u8],
 }
 
 impl QWeight {
@@ -75,65 +104,86 @@ impl QWeight {
         bytes: &[u8],
     ) -> Option<Self> {
         use candle_core::quantized::GgmlDType as T;
-        if !cols.is_multiple_of(QK) {
-            return None;
-        }
-        let n = rows * cols / QK;
-        let blocks = match dtype {
-            T::Q4_0 => Blocks::Q4_0(cast_blocks(bytes, n)?),
-            T::Q4_1 => Blocks::Q4_1(cast_blocks(bytes, n)?),
-            T::Q8_0 => Blocks::Q8_0(cast_blocks(bytes, n)?),
+        let kind = match dtype {
+            T::Q4_0 => QKind::Q4_0,
+            T::Q4_1 => QKind::Q4_1,
+            T::Q8_0 => QKind::Q8_0,
             _ => return None,
         };
-        Some(Self { rows, cols, blocks })
+        let n = rows * cols / QK;
+        if !cols.is_multiple_of(QK) || bytes.len() != n * kind.gguf_block() {
+            return None;
+        }
+        let half = |b: &[u8]| f16::from_le_bytes([b[0], b[1]]);
+        let mut w = QWeight {
+            rows,
+            cols,
+            kind,
+            d: Vec::with_capacity(n),
+            m: Vec::new(),
+            qs: Vec::with_capacity(n * kind.qs_len()),
+        };
+        for block in bytes.chunks_exact(kind.gguf_block()) {
+            w.d.push(half(block));
+            let quants = if kind == QKind::Q4_1 {
+                w.m.push(half(&block[2..]));
+                &block[4..]
+            } else {
+                &block[2..]
+            };
+            w.qs.extend_from_slice(quants);
+        }
+        Some(w)
     }
 
     /// Stack weights with the same type and width into one (rows concatenated), so that the
     /// Q, K and V projections (or gate and up) run as one matrix multiply.
     pub fn stack(parts: &[&QWeight]) -> Option<QWeight> {
         let first = parts.first()?;
-        let mut blocks = first.blocks.clone();
-        for p in &parts[1..] {
-            if p.cols != first.cols {
-                return None;
-            }
-            match (&mut blocks, &p.blocks) {
-                (Blocks::Q4_0(a), Blocks::Q4_0(b)) => a.extend_from_slice(b),
-                (Blocks::Q4_1(a), Blocks::Q4_1(b)) => a.extend_from_slice(b),
-                (Blocks::Q8_0(a), Blocks::Q8_0(b)) => a.extend_from_slice(b),
-                _ => return None,
-            }
+        if parts
+            .iter()
+            .any(|p| p.cols != first.cols || p.kind != first.kind)
+        {
+            return None;
         }
         Some(QWeight {
             rows: parts.iter().map(|p| p.rows).sum(),
             cols: first.cols,
-            blocks,
+            kind: first.kind,
+            d: parts.iter().flat_map(|p| p.d.iter().copied()).collect(),
+            m: parts.iter().flat_map(|p| p.m.iter().copied()).collect(),
+            qs: parts.iter().flat_map(|p| p.qs.iter().copied()).collect(),
         })
     }
 
     pub fn bytes(&self) -> usize {
-        match &self.blocks {
-            Blocks::Q4_0(b) => std::mem::size_of_val(b.as_slice()),
-            Blocks::Q4_1(b) => std::mem::size_of_val(b.as_slice()),
-            Blocks::Q8_0(b) => std::mem::size_of_val(b.as_slice()),
+        (self.d.len() + self.m.len()) * 2 + self.qs.len()
+    }
+
+    fn weight_row(&self, r: usize) -> WeightRow<'_> {
+        let nb = self.cols / QK;
+        let b = r * nb..(r + 1) * nb;
+        WeightRow {
+            kind: self.kind,
+            d: &self.d[b.clone()],
+            m: self.m.get(b.clone()).unwrap_or(&[]),
+            qs: &self.qs[b.start * self.kind.qs_len()..b.end * self.kind.qs_len()],
         }
     }
 
     /// One weight row as f32 (the embedding lookup).
     pub fn row(&self, r: usize, out: &mut [f32]) {
-        let nb = self.cols / QK;
-        let range = r * nb..(r + 1) * nb;
-        for (i, o) in out.chunks_exact_mut(QK).enumerate() {
-            let b = range.start + i;
-            match &self.blocks {
-                Blocks::Q4_0(w) => dequant_q4_0(&w[b], o),
-                Blocks::Q4_1(w) => dequant_q4_1(&w[b], o),
-                Blocks::Q8_0(w) => {
-                    let d = w[b].d.to_f32();
-                    o.iter_mut()
-                        .zip(w[b].qs)
-                        .for_each(|(o, q)| *o = q as f32 * d);
-                }
+        let w = self.weight_row(r);
+        let ql = self.kind.qs_len();
+        for (b, o) in out.chunks_exact_mut(QK).enumerate() {
+            let d = w.d[b].to_f32();
+            let q = &w.qs[b * ql..(b + 1) * ql];
+            for (j, o) in o.iter_mut().enumerate() {
+                *o = match self.kind {
+                    QKind::Q8_0 => q[j] as i8 as f32 * d,
+                    QKind::Q4_0 => (nibble(q, j) as i32 - 8) as f32 * d,
+                    QKind::Q4_1 => nibble(q, j) as f32 * d + w.m[b].to_f32(),
+                };
             }
         }
     }
@@ -142,75 +192,39 @@ impl QWeight {
     pub fn matmul(&self, x: &[f32], m: usize, out: &mut [f32]) {
         assert_eq!(x.len(), m * self.cols, "activation shape");
         assert_eq!(out.len(), m * self.rows, "output shape");
-        let acts = match self.blocks {
-            Blocks::Q4_1(_) => Acts::Q8_1(quantize_rows(x, self.cols, quantize_q8_1)),
-            _ => Acts::Q8_0(quantize_rows(x, self.cols, quantize_q8_0)),
-        };
-        let nb = self.cols / QK;
+        let acts = quantize(x, self.cols, self.kind == QKind::Q4_1);
         // Enough chunks for every thread to take several (a busy core then just takes fewer),
         // each a few KiB of weights that stay in L1 while all activation rows pass over them.
         let threads = rayon::current_num_threads().max(1);
         let chunk = self.rows.div_ceil(threads * 8).clamp(8, 64);
         let out_ptr = SendPtr(out.as_mut_ptr());
+        let kernel = kernels::select();
         (0..self.rows.div_ceil(chunk))
             .into_par_iter()
             .for_each(|c| {
                 let rows = c * chunk..((c + 1) * chunk).min(self.rows);
-                let mut i = 0;
-                while i < m {
-                    let take = (m - i).min(4);
+                for first in (0..m).step_by(ROWS_PER_PASS) {
+                    let take = (m - first).min(ROWS_PER_PASS);
+                    let ys: [ActRow<'_>; ROWS_PER_PASS] =
+                        std::array::from_fn(|j| acts.row(first + j.min(take - 1)));
                     for r in rows.clone() {
-                        let w = r * nb..(r + 1) * nb;
-                        let dots = self.dot_rows(w, &acts, i, take, nb);
+                        let dots = kernel(self.weight_row(r), &ys[..take]);
                         for (j, d) in dots.iter().take(take).enumerate() {
-                            // SAFETY: each (row i + j, column r) is written by exactly one task.
-                            unsafe { *out_ptr.at((i + j) * self.rows + r) = *d };
+                            // SAFETY: each (row first + j, column r) is written by exactly one task.
+                            unsafe { *out_ptr.at((first + j) * self.rows + r) = *d };
                         }
                     }
-                    i += take;
                 }
             });
     }
+}
 
-    /// Dot products of weight row blocks `w` with activation rows `first..first + take`.
-    fn dot_rows(
-        &self,
-        w: std::ops::Range<usize>,
-        acts: &Acts,
-        first: usize,
-        take: usize,
-        nb: usize,
-    ) -> [f32; 4] {
-        let mut out = [0f32; 4];
-        match take {
-            1 => out[..1].copy_from_slice(&self.dot_n::<1>(w, acts, first, nb)),
-            2 => out[..2].copy_from_slice(&self.dot_n::<2>(w, acts, first, nb)),
-            3 => out[..3].copy_from_slice(&self.dot_n::<3>(w, acts, first, nb)),
-            _ => out.copy_from_slice(&self.dot_n::<4>(w, acts, first, nb)),
-        }
-        out
-    }
-
-    fn dot_n<const R: usize>(
-        &self,
-        w: std::ops::Range<usize>,
-        acts: &Acts,
-        first: usize,
-        nb: usize,
-    ) -> [f32; R] {
-        let at = |j: usize| (first + j) * nb..(first + j + 1) * nb;
-        match (&self.blocks, acts) {
-            (Blocks::Q4_1(wb), Acts::Q8_1(a)) => {
-                kernels::dot_q4_1(&wb[w], std::array::from_fn(|j| &a[at(j)]))
-            }
-            (Blocks::Q4_0(wb), Acts::Q8_0(a)) => {
-                kernels::dot_q4_0(&wb[w], std::array::from_fn(|j| &a[at(j)]))
-            }
-            (Blocks::Q8_0(wb), Acts::Q8_0(a)) => {
-                kernels::dot_q8_0(&wb[w], std::array::from_fn(|j| &a[at(j)]))
-            }
-            _ => unreachable!("activations are quantized for the weight type"),
-        }
+#[inline]
+fn nibble(qs: &[u8], j: usize) -> u8 {
+    if j < QK / 2 {
+        qs[j] & 0x0F
+    } else {
+        qs[j - QK / 2] >> 4
     }
 }
 
@@ -227,179 +241,107 @@ impl SendPtr {
     }
 }
 
-fn cast_blocks<B: Copy>(bytes: &[u8], n: usize) -> Option<Vec<B>> {
-    if bytes.len() != n * std::mem::size_of::<B>() {
-        return None;
+/// ggml's `quantize_row_q8_0` / `_q8_1` (AVX path: multiply by 127/amax, round half to even;
+/// `s = d * sum(q)`), for every row of `x`.
+fn quantize(x: &[f32], cols: usize, with_sums: bool) -> Acts {
+    let n = x.len() / QK;
+    let mut acts = Acts {
+        cols,
+        d: Vec::with_capacity(n),
+        s: Vec::with_capacity(if with_sums { n } else { 0 }),
+        qs: Vec::with_capacity(x.len()),
+    };
+    for block in x.chunks_exact(QK) {
+        let amax = block.iter().fold(0f32, |a, v| a.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+        let mut sum = 0i32;
+        for &v in block {
+            let q = (v * id).round_ties_even() as i8;
+            sum += q as i32;
+            acts.qs.push(q);
+        }
+        acts.d.push(f16::from_f32(d).to_f32());
+        if with_sums {
+            acts.s.push(f16::from_f32(d * sum as f32).to_f32());
+        }
     }
-    let mut v: Vec<B> = Vec::with_capacity(n);
-    // SAFETY: the block types are plain old data (f16/u8/i8 fields, no padding, any bit
-    // pattern valid) and the length was checked above.
-    unsafe {
-        std::ptr::copy_nonoverlapping(bytes.as_ptr(), v.as_mut_ptr() as *mut u8, bytes.len());
-        v.set_len(n);
-    }
-    Some(v)
+    acts
 }
 
-fn quantize_rows<B>(x: &[f32], cols: usize, f: fn(&[f32]) -> B) -> Vec<B> {
-    x.chunks_exact(cols)
-        .flat_map(|row| row.chunks_exact(QK).map(f))
-        .collect()
-}
-
-/// ggml's `quantize_row_q8_0` (AVX path: multiply by 127/amax, round half to even).
-pub fn quantize_q8_0(x: &[f32]) -> BlockQ8_0 {
-    let (d, id) = q8_scale(x);
-    let mut qs = [0i8; QK];
-    qs.iter_mut()
-        .zip(x)
-        .for_each(|(q, &v)| *q = (v * id).round_ties_even() as i8);
-    BlockQ8_0 {
-        d: f16::from_f32(d),
-        qs,
-    }
-}
-
-/// ggml's `quantize_row_q8_1`: as Q8_0 plus `s = d * sum(q)`, used by the Q4_1 min term.
-pub fn quantize_q8_1(x: &[f32]) -> BlockQ8_1 {
-    let b = quantize_q8_0(x);
-    let (d, _) = q8_scale(x);
-    let sum: i32 = b.qs.iter().map(|&q| q as i32).sum();
-    BlockQ8_1 {
-        d: b.d,
-        s: f16::from_f32(d * sum as f32),
-        qs: b.qs,
-    }
-}
-
-fn q8_scale(x: &[f32]) -> (f32, f32) {
-    let amax = x.iter().fold(0f32, |a, v| a.max(v.abs()));
-    let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
-    (amax / 127.0, id)
-}
-
-fn dequant_q4_0(b: &BlockQ4_0, out: &mut [f32]) {
-    let d = b.d.to_f32();
-    for (j, &q) in b.qs.iter().enumerate() {
-        out[j] = ((q & 0x0F) as i32 - 8) as f32 * d;
-        out[j + QK / 2] = ((q >> 4) as i32 - 8) as f32 * d;
-    }
-}
-
-fn dequant_q4_1(b: &BlockQ4_1, out: &mut [f32]) {
-    let (d, m) = (b.d.to_f32(), b.m.to_f32());
-    for (j, &q) in b.qs.iter().enumerate() {
-        out[j] = (q & 0x0F) as f32 * d + m;
-        out[j + QK / 2] = (q >> 4) as f32 * d + m;
-    }
-}
-
-/// Block dot products of one weight row with four activation rows. The AVX2 versions follow
-/// ggml's (integer dot per block, f32 fused multiply-add across blocks); the portable ones give
-/// the same integer sums and are used where AVX2 is not compiled in, and in tests as the oracle.
+/// Block dot products of one weight row with up to eight activation rows. The AVX2 kernels
+/// follow ggml's (integer dot per block, f32 multiply-add across blocks); with AVX-512 VNNI the
+/// integer dot is one instruction. The portable kernel gives the same integer sums and serves
+/// other CPUs, and the tests as the oracle.
 pub mod kernels {
     use super::*;
 
-    pub fn dot_q4_1<const R: usize>(w: &[BlockQ4_1], ys: [&[BlockQ8_1]; R]) -> [f32; R] {
+    pub type Kernel = fn(WeightRow<'_>, &[ActRow<'_>]) -> [f32; ROWS_PER_PASS];
+
+    /// The fastest kernel this CPU runs.
+    pub fn select() -> Kernel {
         #[cfg(all(
             target_arch = "x86_64",
             target_feature = "avx2",
             target_feature = "fma"
         ))]
-        // SAFETY: the target features are compiled in.
-        unsafe {
-            avx2::dot_q4_1(w, ys)
+        {
+            if std::arch::is_x86_feature_detected!("avx512vnni")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+            {
+                return avx2::dot_vnni;
+            }
+            avx2::dot_avx2
         }
         #[cfg(not(all(
             target_arch = "x86_64",
             target_feature = "avx2",
             target_feature = "fma"
         )))]
-        portable::dot_q4_1(w, ys)
+        portable
     }
 
-    pub fn dot_q4_0<const R: usize>(w: &[BlockQ4_0], ys: [&[BlockQ8_0]; R]) -> [f32; R] {
+    /// Every kernel this CPU can run, by name (the tests check each against `portable`).
+    pub fn available() -> Vec<(&'static str, Kernel)> {
+        #[allow(unused_mut)]
+        let mut all: Vec<(&'static str, Kernel)> = vec![("portable", portable)];
         #[cfg(all(
             target_arch = "x86_64",
             target_feature = "avx2",
             target_feature = "fma"
         ))]
-        // SAFETY: the target features are compiled in.
-        unsafe {
-            avx2::dot_q4_0(w, ys)
+        {
+            all.push(("avx2", avx2::dot_avx2));
+            if std::ptr::fn_addr_eq(select(), avx2::dot_vnni as Kernel) {
+                all.push(("avx512-vnni", avx2::dot_vnni));
+            }
         }
-        #[cfg(not(all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma"
-        )))]
-        portable::dot_q4_0(w, ys)
+        all
     }
 
-    pub fn dot_q8_0<const R: usize>(w: &[BlockQ8_0], ys: [&[BlockQ8_0]; R]) -> [f32; R] {
-        #[cfg(all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma"
-        ))]
-        // SAFETY: the target features are compiled in.
-        unsafe {
-            avx2::dot_q8_0(w, ys)
-        }
-        #[cfg(not(all(
-            target_arch = "x86_64",
-            target_feature = "avx2",
-            target_feature = "fma"
-        )))]
-        portable::dot_q8_0(w, ys)
-    }
-
-    pub mod portable {
-        use super::super::*;
-
-        fn nibbles(qs: &[u8; QK / 2]) -> [i32; QK] {
-            std::array::from_fn(|j| {
-                let q = qs[j % (QK / 2)];
-                (if j < QK / 2 { q & 0x0F } else { q >> 4 }) as i32
-            })
-        }
-
-        fn idot(a: &[i32; QK], b: &[i8; QK]) -> i32 {
-            a.iter().zip(b).map(|(&x, &y)| x * y as i32).sum()
-        }
-
-        pub fn dot_q4_1<const R: usize>(w: &[BlockQ4_1], ys: [&[BlockQ8_1]; R]) -> [f32; R] {
-            std::array::from_fn(|r| {
-                let mut acc = 0f32;
-                for (x, y) in w.iter().zip(ys[r]) {
-                    let s = idot(&nibbles(&x.qs), &y.qs) as f32;
-                    acc += x.d.to_f32() * y.d.to_f32() * s + x.m.to_f32() * y.s.to_f32();
+    pub fn portable(w: WeightRow<'_>, ys: &[ActRow<'_>]) -> [f32; ROWS_PER_PASS] {
+        let ql = w.kind.qs_len();
+        let mut out = [0f32; ROWS_PER_PASS];
+        for (o, y) in out.iter_mut().zip(ys) {
+            for b in 0..w.d.len() {
+                let q = &w.qs[b * ql..(b + 1) * ql];
+                let sum: i32 = (0..QK)
+                    .map(|j| {
+                        let x = match w.kind {
+                            QKind::Q8_0 => q[j] as i8 as i32,
+                            QKind::Q4_0 => nibble(q, j) as i32 - 8,
+                            QKind::Q4_1 => nibble(q, j) as i32,
+                        };
+                        x * y.qs[b * QK + j] as i32
+                    })
+                    .sum();
+                *o += w.d[b].to_f32() * y.d[b] * sum as f32;
+                if w.kind == QKind::Q4_1 {
+                    *o += w.m[b].to_f32() * y.s[b];
                 }
-                acc
-            })
+            }
         }
-
-        pub fn dot_q4_0<const R: usize>(w: &[BlockQ4_0], ys: [&[BlockQ8_0]; R]) -> [f32; R] {
-            std::array::from_fn(|r| {
-                let mut acc = 0f32;
-                for (x, y) in w.iter().zip(ys[r]) {
-                    let q = nibbles(&x.qs).map(|v| v - 8);
-                    acc += x.d.to_f32() * y.d.to_f32() * idot(&q, &y.qs) as f32;
-                }
-                acc
-            })
-        }
-
-        pub fn dot_q8_0<const R: usize>(w: &[BlockQ8_0], ys: [&[BlockQ8_0]; R]) -> [f32; R] {
-            std::array::from_fn(|r| {
-                let mut acc = 0f32;
-                for (x, y) in w.iter().zip(ys[r]) {
-                    let q = x.qs.map(|v| v as i32);
-                    acc += x.d.to_f32() * y.d.to_f32() * idot(&q, &y.qs) as f32;
-                }
-                acc
-            })
-        }
+        out
     }
 
     #[cfg(all(
@@ -411,6 +353,47 @@ pub mod kernels {
         use super::super::*;
         use std::arch::x86_64::*;
 
+        pub fn dot_avx2(w: WeightRow<'_>, ys: &[ActRow<'_>]) -> [f32; ROWS_PER_PASS] {
+            // SAFETY: AVX2 and FMA are compiled in (checked by the cfg above).
+            unsafe { dispatch::<false>(w, ys) }
+        }
+
+        pub fn dot_vnni(w: WeightRow<'_>, ys: &[ActRow<'_>]) -> [f32; ROWS_PER_PASS] {
+            // SAFETY: `select` returns this only when the CPU has AVX-512 VNNI and VL.
+            unsafe { dispatch_vnni(w, ys) }
+        }
+
+        #[target_feature(enable = "avx512vnni,avx512vl")]
+        unsafe fn dispatch_vnni(w: WeightRow<'_>, ys: &[ActRow<'_>]) -> [f32; ROWS_PER_PASS] {
+            unsafe { dispatch::<true>(w, ys) }
+        }
+
+        #[inline(always)]
+        unsafe fn dispatch<const VNNI: bool>(
+            w: WeightRow<'_>,
+            ys: &[ActRow<'_>],
+        ) -> [f32; ROWS_PER_PASS] {
+            let mut out = [0f32; ROWS_PER_PASS];
+            unsafe {
+                macro_rules! run {
+                    ($r:literal) => {
+                        out[..$r].copy_from_slice(&dot::<$r, VNNI>(w, ys))
+                    };
+                }
+                match ys.len() {
+                    1 => run!(1),
+                    2 => run!(2),
+                    3 => run!(3),
+                    4 => run!(4),
+                    5 => run!(5),
+                    6 => run!(6),
+                    7 => run!(7),
+                    _ => run!(8),
+                }
+            }
+            out
+        }
+
         #[inline(always)]
         unsafe fn hsum(x: __m256) -> f32 {
             unsafe {
@@ -421,84 +404,118 @@ pub mod kernels {
             }
         }
 
-        /// 32 unsigned 4-bit values: low nibbles first, then high nibbles (ggml's order).
-        #[inline(always)]
-        unsafe fn nibbles(qs: &[u8; QK / 2]) -> __m256i {
-            unsafe {
-                let t = _mm_loadu_si128(qs.as_ptr() as *const __m128i);
-                let both = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
-                _mm256_and_si256(both, _mm256_set1_epi8(0x0F))
-            }
-        }
-
         /// Sum of u8 x i8 products as 8 f32 lanes.
         #[inline(always)]
-        unsafe fn dot_u8_i8(x: __m256i, y: __m256i) -> __m256 {
+        unsafe fn dot_u8_i8<const VNNI: bool>(x: __m256i, y: __m256i) -> __m256 {
             unsafe {
-                let p = _mm256_maddubs_epi16(x, y);
-                _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1)))
+                let sums = if VNNI {
+                    _mm256_dpbusd_epi32(_mm256_setzero_si256(), x, y)
+                } else {
+                    _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), _mm256_set1_epi16(1))
+                };
+                _mm256_cvtepi32_ps(sums)
             }
         }
 
-        /// Sum of i8 x i8 products: move x's sign onto y so maddubs sees |x| as unsigned.
+        /// Weight block `b` as 32 bytes; signed kinds come with their sign moved onto `y`.
         #[inline(always)]
-        unsafe fn dot_i8_i8(x: __m256i, y: __m256i) -> __m256 {
-            unsafe { dot_u8_i8(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x)) }
+        unsafe fn load_weights(w: &WeightRow<'_>, b: usize) -> __m256i {
+            unsafe {
+                match w.kind {
+                    QKind::Q8_0 => _mm256_loadu_si256(w.qs.as_ptr().add(b * QK) as *const __m256i),
+                    QKind::Q4_0 | QKind::Q4_1 => {
+                        let t = _mm_loadu_si128(w.qs.as_ptr().add(b * QK / 2) as *const __m128i);
+                        let both = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
+                        let q = _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
+                        if w.kind == QKind::Q4_0 {
+                            _mm256_sub_epi8(q, _mm256_set1_epi8(8))
+                        } else {
+                            q
+                        }
+                    }
+                }
+            }
+        }
+
+        /// The integer dot of a weight block with an activation block, as f32 lanes.
+        #[inline(always)]
+        unsafe fn block_dot<const VNNI: bool>(kind: QKind, x: __m256i, y: *const i8) -> __m256 {
+            unsafe {
+                let y = _mm256_loadu_si256(y as *const __m256i);
+                match kind {
+                    QKind::Q4_1 => dot_u8_i8::<VNNI>(x, y),
+                    // Signed x signed: |x| as unsigned, x's sign moved onto y.
+                    _ => dot_u8_i8::<VNNI>(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x)),
+                }
+            }
         }
 
         #[inline(always)]
-        unsafe fn load(qs: &[i8; QK]) -> __m256i {
-            unsafe { _mm256_loadu_si256(qs.as_ptr() as *const __m256i) }
-        }
-
-        pub unsafe fn dot_q4_1<const R: usize>(w: &[BlockQ4_1], ys: [&[BlockQ8_1]; R]) -> [f32; R] {
+        unsafe fn dot<const R: usize, const VNNI: bool>(
+            w: WeightRow<'_>,
+            ys: &[ActRow<'_>],
+        ) -> [f32; R] {
             unsafe {
+                let nb = w.d.len();
                 let mut acc = [_mm256_setzero_ps(); R];
-                let mut mins = [0f32; R];
-                for (b, x) in w.iter().enumerate() {
-                    let (d, m) = (x.d.to_f32(), x.m.to_f32());
-                    let qx = nibbles(&x.qs);
+                let mut scales = [[0f32; 8]; R];
+                let mut b = 0;
+                while b + 8 <= nb {
+                    // Eight weight scales at once, times each row's eight activation scales.
+                    let wd =
+                        _mm256_cvtph_ps(_mm_loadu_si128(w.d.as_ptr().add(b) as *const __m128i));
                     for r in 0..R {
-                        let y = ys[r].get_unchecked(b);
-                        mins[r] += m * y.s.to_f32();
-                        let scale = _mm256_set1_ps(d * y.d.to_f32());
-                        acc[r] = _mm256_fmadd_ps(scale, dot_u8_i8(qx, load(&y.qs)), acc[r]);
+                        let yd = _mm256_loadu_ps(ys[r].d.as_ptr().add(b));
+                        _mm256_storeu_ps(scales[r].as_mut_ptr(), _mm256_mul_ps(wd, yd));
+                    }
+                    for j in 0..8 {
+                        let x = load_weights(&w, b + j);
+                        for r in 0..R {
+                            let p =
+                                block_dot::<VNNI>(w.kind, x, ys[r].qs.as_ptr().add((b + j) * QK));
+                            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(scales[r][j]), p, acc[r]);
+                        }
+                    }
+                    b += 8;
+                }
+                for b in b..nb {
+                    let x = load_weights(&w, b);
+                    let wd = w.d[b].to_f32();
+                    for r in 0..R {
+                        let p = block_dot::<VNNI>(w.kind, x, ys[r].qs.as_ptr().add(b * QK));
+                        acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(wd * ys[r].d[b]), p, acc[r]);
                     }
                 }
-                std::array::from_fn(|r| hsum(acc[r]) + mins[r])
+                std::array::from_fn(|r| hsum(acc[r]) + minimums(&w, &ys[r]))
             }
         }
 
-        pub unsafe fn dot_q4_0<const R: usize>(w: &[BlockQ4_0], ys: [&[BlockQ8_0]; R]) -> [f32; R] {
-            unsafe {
-                let mut acc = [_mm256_setzero_ps(); R];
-                for (b, x) in w.iter().enumerate() {
-                    let d = x.d.to_f32();
-                    let qx = _mm256_sub_epi8(nibbles(&x.qs), _mm256_set1_epi8(8));
-                    for r in 0..R {
-                        let y = ys[r].get_unchecked(b);
-                        let scale = _mm256_set1_ps(d * y.d.to_f32());
-                        acc[r] = _mm256_fmadd_ps(scale, dot_i8_i8(qx, load(&y.qs)), acc[r]);
-                    }
-                }
-                std::array::from_fn(|r| hsum(acc[r]))
+        /// Q4_1's minimum term: sum over blocks of `m * s` (zero for other kinds), added in
+        /// block order as ggml does: the terms are large and cancel, so the order shows.
+        #[inline(always)]
+        unsafe fn minimums(w: &WeightRow<'_>, y: &ActRow<'_>) -> f32 {
+            if w.kind != QKind::Q4_1 {
+                return 0.0;
             }
-        }
-
-        pub unsafe fn dot_q8_0<const R: usize>(w: &[BlockQ8_0], ys: [&[BlockQ8_0]; R]) -> [f32; R] {
-            unsafe {
-                let mut acc = [_mm256_setzero_ps(); R];
-                for (b, x) in w.iter().enumerate() {
-                    let d = x.d.to_f32();
-                    let qx = load(&x.qs);
-                    for r in 0..R {
-                        let y = ys[r].get_unchecked(b);
-                        let scale = _mm256_set1_ps(d * y.d.to_f32());
-                        acc[r] = _mm256_fmadd_ps(scale, dot_i8_i8(qx, load(&y.qs)), acc[r]);
-                    }
+            let nb = w.m.len();
+            let mut sum = 0f32;
+            let mut m = [0f32; 8];
+            let mut b = 0;
+            while b + 8 <= nb {
+                // SAFETY: b + 8 <= nb keeps the load in bounds.
+                unsafe {
+                    let v = _mm256_cvtph_ps(_mm_loadu_si128(w.m.as_ptr().add(b) as *const __m128i));
+                    _mm256_storeu_ps(m.as_mut_ptr(), v);
                 }
-                std::array::from_fn(|r| hsum(acc[r]))
+                for (j, m) in m.iter().enumerate() {
+                    sum += m * y.s[b + j];
+                }
+                b += 8;
             }
+            for b in b..nb {
+                sum += w.m[b].to_f32() * y.s[b];
+            }
+            sum
         }
     }
 }
@@ -530,13 +547,14 @@ mod tests {
         QWeight::from_bytes(dtype, rows, cols, &q.data().unwrap()).unwrap()
     }
 
-    /// The SIMD kernels and the portable ones agree, for every row count of a 4-row pass,
-    /// and the matmul agrees with a float dot of the dequantized weights.
+    /// The SIMD kernels agree with the portable one for every row count of a pass, and the
+    /// matmul agrees with a float dot of the dequantized weights.
     #[test]
     fn kernels_agree_with_portable_and_dequantized_reference() {
         use candle_core::quantized::GgmlDType as T;
         for dtype in [T::Q4_0, T::Q4_1, T::Q8_0] {
-            let (rows, cols, m) = (37, 256, 6);
+            // 13 blocks per row: one vector group of 8 and a tail of 5.
+            let (rows, cols, m) = (37, 13 * QK, 11);
             let w = weights(dtype, rows, cols);
             let x = rand_vec(m * cols, 7);
             let mut out = vec![f32::NAN; m * rows];
@@ -545,38 +563,31 @@ mod tests {
             for r in 0..rows {
                 w.row(r, &mut wr);
                 for i in 0..m {
-                    let exact: f32 = wr.iter().zip(&x[i * cols..]).map(|(a, b)| a * b).sum();
+                    let xi = &x[i * cols..(i + 1) * cols];
+                    let exact: f32 = wr.iter().zip(xi).map(|(a, b)| a * b).sum();
+                    let norm = |v: &[f32]| v.iter().map(|a| a * a).sum::<f32>().sqrt();
+                    // Q8 activations carry about 1/254 of each block's largest value as error.
+                    let tolerance = 0.01 * norm(&wr) * norm(xi);
                     let got = out[i * rows + r];
                     assert!(
-                        (got - exact).abs() < 0.05 * (1.0 + exact.abs()),
+                        (got - exact).abs() < tolerance,
                         "{dtype:?} {got} vs {exact}"
                     );
                 }
             }
-            let nb = cols / QK;
-            let acts_1: Vec<BlockQ8_1> = quantize_rows(&x, cols, quantize_q8_1);
-            let acts_0: Vec<BlockQ8_0> = quantize_rows(&x, cols, quantize_q8_0);
-            let ys1 = std::array::from_fn(|j| &acts_1[j * nb..(j + 1) * nb]);
-            let ys0 = std::array::from_fn(|j| &acts_0[j * nb..(j + 1) * nb]);
-            let (fast, slow) = match &w.blocks {
-                Blocks::Q4_1(b) => (
-                    kernels::dot_q4_1::<4>(&b[..nb], ys1),
-                    kernels::portable::dot_q4_1::<4>(&b[..nb], ys1),
-                ),
-                Blocks::Q4_0(b) => (
-                    kernels::dot_q4_0::<4>(&b[..nb], ys0),
-                    kernels::portable::dot_q4_0::<4>(&b[..nb], ys0),
-                ),
-                Blocks::Q8_0(b) => (
-                    kernels::dot_q8_0::<4>(&b[..nb], ys0),
-                    kernels::portable::dot_q8_0::<4>(&b[..nb], ys0),
-                ),
-            };
-            for (f, s) in fast.iter().zip(slow) {
-                assert!(
-                    (f - s).abs() <= 1e-4 * (1.0 + s.abs()),
-                    "{dtype:?}: {f} vs {s}"
-                );
+            let acts = quantize(&x, cols, dtype == T::Q4_1);
+            for take in 1..=ROWS_PER_PASS {
+                let ys: Vec<ActRow<'_>> = (0..take).map(|i| acts.row(i)).collect();
+                let slow = kernels::portable(w.weight_row(3), &ys);
+                for (name, kernel) in kernels::available() {
+                    let fast = kernel(w.weight_row(3), &ys);
+                    for (f, s) in fast.iter().zip(slow).take(take) {
+                        assert!(
+                            (f - s).abs() <= 1e-4 * (1.0 + s.abs()),
+                            "{name} {dtype:?}: {f} vs {s}"
+                        );
+                    }
+                }
             }
         }
     }
@@ -589,8 +600,8 @@ mod tests {
         x[1] = 2.5;
         x[2] = 3.5;
         x[3] = -2.5;
-        let b = quantize_q8_1(&x);
-        assert_eq!(&b.qs[..4], &[127, 2, 4, -2]);
-        assert_eq!(b.s.to_f32(), 131.0);
+        let acts = quantize(&x, QK, true);
+        assert_eq!(&acts.qs[..4], &[127, 2, 4, -2]);
+        assert_eq!(acts.s[0], 131.0);
     }
 }
