@@ -386,3 +386,95 @@ fn chain_hash(parent: u64, tokens: &[u32]) -> u64 {
     tokens.hash(&mut h);
     h.finish()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape() -> KvShape {
+        KvShape {
+            n_layer: 2,
+            n_kv_head: 1,
+            head_dim: 4,
+            block_size: 4,
+        }
+    }
+
+    /// Fill `n` positions of `seq` with keys equal to the token id, and commit the tokens.
+    fn append(cache: &mut KvCache, seq: SeqId, tokens: &[u32]) {
+        cache.reserve(seq, tokens.len()).unwrap();
+        let start = cache.seq_len(seq);
+        for (i, &t) in tokens.iter().enumerate() {
+            let kv = [t as f32; 4];
+            for l in 0..2 {
+                cache.write(l, cache.slot(seq, start + i), &kv, &kv);
+            }
+        }
+        cache.commit(seq, tokens);
+    }
+
+    fn key_at(cache: &KvCache, seq: SeqId, pos: usize) -> f32 {
+        let (block, slot) = cache.slot(seq, pos);
+        let layer = cache.layer(1);
+        layer.k[layer.offset(block, 0, slot)].to_f32()
+    }
+
+    #[test]
+    fn a_second_sequence_shares_the_full_blocks_of_a_common_prefix() {
+        let mut cache = KvCache::new(shape(), 8);
+        let prompt: Vec<u32> = (1..=10).collect();
+        let (a, cached) = cache.begin(&prompt);
+        assert_eq!(cached, 0);
+        append(&mut cache, a, &prompt);
+        // Same first 9 tokens: two full blocks (8 tokens) are reused, never the last token.
+        let mut other = prompt[..9].to_vec();
+        other.push(99);
+        let (b, cached) = cache.begin(&other);
+        assert_eq!(cached, 8);
+        assert_eq!(cache.table(b), &cache.table(a)[..2]);
+        let s = cache.stats();
+        assert_eq!((s.used, s.shared, s.prefix_hit_tokens), (3, 2, 8));
+        append(&mut cache, b, &other[8..]);
+        assert_eq!(key_at(&cache, b, 9), 99.0);
+        assert_eq!(key_at(&cache, a, 9), 10.0, "the first sequence is untouched");
+        // Ending both frees everything, but the blocks keep their prefix for later hits.
+        cache.end(a);
+        cache.end(b);
+        let s = cache.stats();
+        assert_eq!((s.used, s.free), (0, 8));
+        assert!(s.cached >= 2);
+        let (c, cached) = cache.begin(&prompt);
+        assert_eq!(cached, 8);
+        assert_eq!(key_at(&cache, c, 7), 8.0);
+    }
+
+    #[test]
+    fn a_fork_copies_its_shared_partial_block_before_writing() {
+        let mut cache = KvCache::new(shape(), 8);
+        let (a, _) = cache.begin(&[]);
+        append(&mut cache, a, &[1, 2, 3, 4, 5, 6]);
+        let b = cache.fork(a);
+        assert_eq!(cache.stats().shared, 2);
+        append(&mut cache, b, &[70]);
+        append(&mut cache, a, &[7]);
+        assert_ne!(cache.table(a)[1], cache.table(b)[1], "the partial block was copied");
+        assert_eq!(cache.table(a)[0], cache.table(b)[0], "the full block is still shared");
+        assert_eq!((key_at(&cache, a, 6), key_at(&cache, b, 6)), (7.0, 70.0));
+        assert_eq!(key_at(&cache, b, 5), 6.0, "the copy kept the earlier tokens");
+    }
+
+    #[test]
+    fn a_request_that_cannot_fit_fails_cleanly_and_takes_nothing() {
+        let mut cache = KvCache::new(shape(), 3);
+        let (a, _) = cache.begin(&[]);
+        append(&mut cache, a, &[1, 2, 3, 4, 5]);
+        let (b, _) = cache.begin(&[]);
+        let err = cache.reserve(b, 9).unwrap_err();
+        assert!(matches!(err, LlmError::CacheFull { needed: 3, free: 1, total: 3 }), "{err}");
+        assert!(cache.table(b).is_empty());
+        assert_eq!(cache.stats().used, 2);
+        cache.end(a);
+        cache.reserve(b, 9).unwrap();
+        assert_eq!(cache.stats().used, 3);
+    }
+}

@@ -223,3 +223,117 @@ fn generation_stops_at_end_of_text() {
     assert_eq!(got.stop, StopReason::EndOfText);
     assert_eq!(got.text, case["continuation_text"].as_str().unwrap());
 }
+
+fn request(prompt: Vec<u32>, max_tokens: usize) -> GenerateRequest {
+    GenerateRequest {
+        prompt,
+        sampling: SamplingParams::greedy(),
+        max_tokens,
+        stop: vec![],
+        capture: CaptureSpec::default(),
+    }
+}
+
+/// The Korean reference continuation ends in the middle of a character: streamed pieces must
+/// never show a broken character, and together they are the whole text.
+#[test]
+fn streaming_never_breaks_a_korean_character() {
+    let mut engine = engine(AttentionKind::Cpu);
+    let case = reference()["greedy"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["prompt"].as_str().unwrap().contains("임베딩"))
+        .unwrap();
+    let mut pieces = Vec::new();
+    let got = engine
+        .generate(&request(ids(&case["prompt_ids"]), 48), None, &mut |t| {
+            pieces.push(t.to_owned())
+        })
+        .unwrap();
+    let streamed: String = pieces.concat();
+    assert_eq!(streamed, got.text);
+    let (whole, last) = pieces.split_at(pieces.len() - 1);
+    assert!(whole.iter().all(|p| !p.contains('\u{FFFD}')), "{pieces:?}");
+    assert!(got.text.chars().any(|c| ('가'..='힣').contains(&c)), "{}", got.text);
+    // Only the unfinished character at the very end may become a replacement mark.
+    assert!(last[0].trim_end_matches('\u{FFFD}').chars().all(|c| c != '\u{FFFD}'));
+}
+
+#[test]
+fn generation_can_be_cancelled_at_any_token() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut engine = engine(AttentionKind::Cpu);
+    let cancel = AtomicBool::new(false);
+    let mut pieces = 0;
+    let prompt = ids(&reference()["greedy"][2]["prompt_ids"]);
+    let got = engine
+        .generate(&request(prompt, 40), Some(&cancel), &mut |_| {
+            pieces += 1;
+            if pieces == 3 {
+                cancel.store(true, Ordering::Relaxed);
+            }
+        })
+        .unwrap();
+    assert_eq!(got.stop, StopReason::Cancelled);
+    assert_eq!(got.ids.len(), 3);
+    assert_eq!(engine.cache_stats().used, 0, "the sequence's blocks were returned");
+}
+
+#[test]
+fn seeded_sampling_is_reproducible_and_stop_strings_cut_the_text() {
+    let mut engine = engine(AttentionKind::Cpu);
+    let prompt = ids(&reference()["greedy"][2]["prompt_ids"]);
+    let mut sampled = request(prompt.clone(), 24);
+    sampled.sampling = SamplingParams {
+        temperature: 0.9,
+        seed: 7,
+        ..SamplingParams::default()
+    };
+    let a = engine.generate(&sampled, None, &mut |_| {}).unwrap();
+    let b = engine.generate(&sampled, None, &mut |_| {}).unwrap();
+    assert_eq!(a.ids, b.ids, "same seed, same tokens");
+    sampled.sampling.seed = 8;
+    let c = engine.generate(&sampled, None, &mut |_| {}).unwrap();
+    let greedy = engine.generate(&request(prompt.clone(), 24), None, &mut |_| {}).unwrap();
+    assert!(c.ids != a.ids || a.ids != greedy.ids, "sampling never left the greedy path");
+    // Stop at the first space after the third character: the text ends before it.
+    let stop: String = greedy.text.chars().skip(3).skip_while(|c| *c != ' ').take(2).collect();
+    let mut stopped = request(prompt, 24);
+    stopped.stop = vec![stop.clone()];
+    let mut streamed = String::new();
+    let cut = engine.generate(&stopped, None, &mut |t| streamed.push_str(t)).unwrap();
+    assert_eq!(cut.stop, StopReason::StopString);
+    assert_eq!(cut.text, greedy.text[..greedy.text.find(&stop).unwrap()]);
+    assert_eq!(streamed, cut.text, "held-back text never leaked");
+}
+
+#[test]
+fn attention_is_captured_only_when_asked() {
+    let mut engine = engine(AttentionKind::Cpu);
+    let prompt = ids(&reference()["greedy"][1]["prompt_ids"]);
+    let plain = engine.generate(&request(prompt.clone(), 4), None, &mut |_| {}).unwrap();
+    assert!(plain.attention.is_empty());
+    let mut req = request(prompt.clone(), 4);
+    req.capture = CaptureSpec {
+        layers: vec![0, 29],
+        heads: vec![0, 8],
+    };
+    let got = engine.generate(&req, None, &mut |_| {}).unwrap();
+    // Prompt rows plus one row per decoded token (the last sampled token is not run through).
+    let rows = prompt.len() + got.ids.len() - 1;
+    assert_eq!(got.attention.len(), 2 * 2 * rows);
+    for r in &got.attention {
+        assert!([0, 29].contains(&r.layer) && [0, 8].contains(&r.row.head));
+        assert_eq!(r.row.probs.len(), r.row.pos + 1, "causal: keys 0..=pos");
+        assert!((r.row.probs.iter().sum::<f32>() - 1.0).abs() < 1e-3);
+    }
+    assert_eq!(got.ids, plain.ids, "capturing does not change the answer");
+}
+
+#[test]
+fn a_prompt_longer_than_the_window_is_a_clear_error() {
+    let mut engine = engine(AttentionKind::Cpu);
+    let err = engine.generate(&request(vec![504; 9000], 4), None, &mut |_| {}).unwrap_err();
+    assert!(err.to_string().contains("context window"), "{err}");
+}
