@@ -436,7 +436,11 @@ mod tests {
         assert_eq!((s.used, s.shared, s.prefix_hit_tokens), (3, 2, 8));
         append(&mut cache, b, &other[8..]);
         assert_eq!(key_at(&cache, b, 9), 99.0);
-        assert_eq!(key_at(&cache, a, 9), 10.0, "the first sequence is untouched");
+        assert_eq!(
+            key_at(&cache, a, 9),
+            10.0,
+            "the first sequence is untouched"
+        );
         // Ending both frees everything, but the blocks keep their prefix for later hits.
         cache.end(a);
         cache.end(b);
@@ -457,10 +461,22 @@ mod tests {
         assert_eq!(cache.stats().shared, 2);
         append(&mut cache, b, &[70]);
         append(&mut cache, a, &[7]);
-        assert_ne!(cache.table(a)[1], cache.table(b)[1], "the partial block was copied");
-        assert_eq!(cache.table(a)[0], cache.table(b)[0], "the full block is still shared");
+        assert_ne!(
+            cache.table(a)[1],
+            cache.table(b)[1],
+            "the partial block was copied"
+        );
+        assert_eq!(
+            cache.table(a)[0],
+            cache.table(b)[0],
+            "the full block is still shared"
+        );
         assert_eq!((key_at(&cache, a, 6), key_at(&cache, b, 6)), (7.0, 70.0));
-        assert_eq!(key_at(&cache, b, 5), 6.0, "the copy kept the earlier tokens");
+        assert_eq!(
+            key_at(&cache, b, 5),
+            6.0,
+            "the copy kept the earlier tokens"
+        );
     }
 
     #[test]
@@ -470,7 +486,17 @@ mod tests {
         append(&mut cache, a, &[1, 2, 3, 4, 5]);
         let (b, _) = cache.begin(&[]);
         let err = cache.reserve(b, 9).unwrap_err();
-        assert!(matches!(err, LlmError::CacheFull { needed: 3, free: 1, total: 3 }), "{err}");
+        assert!(
+            matches!(
+                err,
+                LlmError::CacheFull {
+                    needed: 3,
+                    free: 1,
+                    total: 3
+                }
+            ),
+            "{err}"
+        );
         assert!(cache.table(b).is_empty());
         assert_eq!(cache.stats().used, 2);
         cache.end(a);

@@ -11,4 +11,5 @@ mod hfserver;
 mod incremental;
 mod korean;
 mod llm;
+mod llm_files;
 mod semantic;
