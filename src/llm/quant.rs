@@ -450,6 +450,9 @@ pub mod kernels {
             }
         }
 
+        // Index loops: `j` and `r` address several arrays at once, and R is a constant the
+        // compiler unrolls.
+        #[allow(clippy::needless_range_loop)]
         #[inline(always)]
         unsafe fn dot<const R: usize, const VNNI: bool>(
             w: WeightRow<'_>,
