@@ -130,7 +130,7 @@ impl AttentionBackend for FusedCpuAttention {
                 let n = bs.min(n_keys - first);
                 let base = input.at(kvh, first);
                 for (j, sj) in s[..n].iter_mut().enumerate() {
-                    *sj = dot_f16(&input.kv.k[base + j * hd..][..hd], q) * scale;
+                    *sj = dot_f16_lanes(&input.kv.k[base + j * hd..][..hd], q) * scale;
                 }
                 let m_new = s[..n].iter().fold(m, |a, &b| a.max(b));
                 let correction = (m - m_new).exp();
@@ -150,7 +150,7 @@ impl AttentionBackend for FusedCpuAttention {
                 (0..n_keys)
                     .map(|j| {
                         let k = &input.kv.k[input.at(kvh, j)..][..hd];
-                        (dot_f16(k, q) * scale - m).exp() * inv
+                        (dot_f16_lanes(k, q) * scale - m).exp() * inv
                     })
                     .collect()
             })
@@ -172,6 +172,22 @@ fn rounded_query(input: &AttnInput<'_>, row: usize, head: usize) -> Vec<f32> {
 #[inline]
 fn dot_f16(k: &[f16], q: &[f32]) -> f32 {
     k.iter().zip(q).map(|(k, q)| k.to_f32() * q).sum()
+}
+
+/// `k . q` in eight f32 lanes (a different summation order from `dot_f16`, and faster).
+#[inline]
+fn dot_f16_lanes(k: &[f16], q: &[f32]) -> f32 {
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_feature = "avx2",
+        target_feature = "fma",
+        target_feature = "f16c"
+    ))]
+    if k.len().is_multiple_of(8) {
+        // SAFETY: the features are compiled in; lengths are equal multiples of 8.
+        return unsafe { simd::dot_f16(k, q) };
+    }
+    dot_f16(k, q)
 }
 
 /// `o += p * v` with `v` in f16.
@@ -199,6 +215,23 @@ fn axpy_f16(o: &mut [f32], p: f32, v: &[f16]) {
 mod simd {
     use half::f16;
     use std::arch::x86_64::*;
+
+    /// # Safety
+    /// `k` and `q` have the same length, a multiple of 8.
+    pub unsafe fn dot_f16(k: &[f16], q: &[f32]) -> f32 {
+        debug_assert_eq!(k.len(), q.len());
+        unsafe {
+            let mut acc = _mm256_setzero_ps();
+            for i in (0..k.len()).step_by(8) {
+                let kv = _mm256_cvtph_ps(_mm_loadu_si128(k.as_ptr().add(i) as *const __m128i));
+                acc = _mm256_fmadd_ps(kv, _mm256_loadu_ps(q.as_ptr().add(i)), acc);
+            }
+            let mut r = _mm_add_ps(_mm256_extractf128_ps(acc, 1), _mm256_castps256_ps128(acc));
+            r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+            r = _mm_add_ss(r, _mm_movehdup_ps(r));
+            _mm_cvtss_f32(r)
+        }
+    }
 
     /// # Safety
     /// `o` and `v` have the same length, a multiple of 8.

@@ -21,10 +21,10 @@ use super::tokenizer::LlmTokenizer;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AttentionKind {
-    /// Reference CPU attention with llama.cpp's rounding.
-    #[default]
+    /// Reference CPU attention with llama.cpp's rounding (for exact comparisons).
     Cpu,
-    /// Fused single-pass CPU attention (online softmax).
+    /// Fused single-pass CPU attention (online softmax, FlashAttention style): the default.
+    #[default]
     CpuFused,
 }
 
@@ -51,7 +51,7 @@ impl Default for EngineOptions {
     fn default() -> Self {
         Self {
             threads: None,
-            attention: AttentionKind::Cpu,
+            attention: AttentionKind::default(),
             cache_tokens: None,
             block_size: 16,
         }

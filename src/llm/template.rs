@@ -62,9 +62,8 @@ impl ChatTemplate {
                 Err(JinjaError::new(ErrorKind::InvalidOperation, msg))
             },
         );
-        env.add_function("strftime_now", |_fmt: String| -> String {
-            // Templates use it for a "today is" line; a fixed, honest value keeps prompts cacheable.
-            String::new()
+        env.add_function("strftime_now", |fmt: String| -> String {
+            strftime_now(&fmt)
         });
         env.add_template_owned("chat", source.unwrap_or(CHATML).to_owned())
             .map_err(|e| LlmError::Template(e.to_string()))?;
@@ -90,5 +89,93 @@ impl ChatTemplate {
                 eos_token => self.eos,
             })
             .map_err(|e| LlmError::Template(e.to_string()))
+    }
+}
+
+/// Today's date (UTC) in `fmt`, for templates that print "Today Date: ..."; supports %d %m %y
+/// %Y %b %B and %%.
+fn strftime_now(fmt: &str) -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    const MONTHS: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    let month = MONTHS[(m - 1) as usize];
+    let mut out = String::new();
+    let mut chars = fmt.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('d') => out.push_str(&format!("{d:02}")),
+            Some('m') => out.push_str(&format!("{m:02}")),
+            Some('Y') => out.push_str(&y.to_string()),
+            Some('y') => out.push_str(&format!("{:02}", y % 100)),
+            Some('b') => out.push_str(&month[..3]),
+            Some('B') => out.push_str(month),
+            Some(other) => {
+                out.push('%');
+                out.push(other);
+            }
+            None => out.push('%'),
+        }
+    }
+    out
+}
+
+/// (year, month, day) of a day count since 1970-01-01 (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_and_llama_style_templates_render() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_786), (2026, 11, 29));
+        let source = "{{ bos_token }}{% if messages[0].role == 'system' %}{{ messages[0].content.strip() }}{% endif %}{{ strftime_now('%Y') | length }}{% if add_generation_prompt %}<go>{% endif %}";
+        let t = ChatTemplate::new(Some(source), "<s>", "</s>").unwrap();
+        let text = t
+            .render(&[Message::new(Role::System, "  hi  ")], true)
+            .unwrap();
+        assert_eq!(text, "<s>hi4<go>");
+        let bad = ChatTemplate::new(
+            Some("{{ raise_exception('roles must alternate') }}"),
+            "",
+            "",
+        )
+        .unwrap();
+        assert!(
+            bad.render(&[], true)
+                .unwrap_err()
+                .to_string()
+                .contains("roles must alternate")
+        );
     }
 }

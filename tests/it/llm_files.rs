@@ -128,6 +128,8 @@ fn generate_prints_only_the_generated_text() {
     let out = succeed(glassbox().args([
         "--llm",
         smollm_path().to_str().unwrap(),
+        "--attention",
+        "cpu",
         "generate",
         "--prompt",
         "What is the capital of France?",
