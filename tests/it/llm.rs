@@ -24,7 +24,7 @@ pub fn reference() -> &'static Value {
     })
 }
 
-fn ids(v: &Value) -> Vec<u32> {
+pub fn ids(v: &Value) -> Vec<u32> {
     v.as_array()
         .unwrap()
         .iter()
