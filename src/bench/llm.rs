@@ -89,16 +89,8 @@ fn filler_tokens(engine: &Engine, n: usize) -> LlmResult<Vec<u32>> {
 }
 
 fn time_prefill(engine: &mut Engine, prompt: &[u32]) -> LlmResult<f64> {
-    let (seq, _) = engine.cache.begin(&[]);
     let start = Instant::now();
-    let step = [SeqStep {
-        seq,
-        tokens: prompt,
-        all_logits: false,
-    }];
-    let result = engine.forward(&step, &CaptureSpec::default());
-    engine.cache.end(seq);
-    result?;
+    engine.logits(prompt, false)?;
     Ok(start.elapsed().as_secs_f64())
 }
 

@@ -190,6 +190,16 @@ pub fn generate(flags: &LlmFlags, args: &GenerateArgs) -> anyhow::Result<ExitCod
 #[derive(Args)]
 pub struct AskArgs {
     pub question: String,
+    /// Print one JSON object (answer, citations, sources, timings) instead of streaming.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub answer: AnswerArgs,
+}
+
+/// How answers are made (`ask` and `chat`).
+#[derive(Args)]
+pub struct AnswerArgs {
     /// Sources to put in the prompt.
     #[arg(short, long, default_value_t = 5)]
     pub k: usize,
@@ -199,12 +209,9 @@ pub struct AskArgs {
     pub temperature: f32,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Print one JSON object (answer, citations, sources, timings) instead of streaming.
-    #[arg(long)]
-    pub json: bool,
 }
 
-impl AskArgs {
+impl AnswerArgs {
     fn options(&self) -> AskOptions {
         AskOptions {
             sources: self.k,
@@ -226,7 +233,7 @@ pub async fn ask(library: &Library, flags: &LlmFlags, args: &AskArgs) -> anyhow:
         &mut engine,
         &[],
         &args.question,
-        &args.options(),
+        &args.answer.options(),
         args.json,
     )
     .await?;
@@ -346,17 +353,7 @@ pub struct ChatArgs {
     #[arg(long)]
     pub message: Option<String>,
     #[command(flatten)]
-    pub ask: ChatAskArgs,
-}
-
-#[derive(Args)]
-pub struct ChatAskArgs {
-    #[arg(short, long, default_value_t = 5)]
-    pub k: usize,
-    #[arg(long, default_value_t = 512)]
-    pub max_tokens: usize,
-    #[arg(long, default_value_t = 0.2)]
-    pub temperature: f32,
+    pub answer: AnswerArgs,
 }
 
 /// A conversation kept in the library's database; each question retrieves again.
@@ -373,15 +370,7 @@ pub async fn chat(
         return Ok(ExitCode::SUCCESS);
     }
     let mut engine = flags.engine()?;
-    let opts = AskOptions {
-        sources: args.ask.k,
-        max_tokens: args.ask.max_tokens,
-        sampling: SamplingParams {
-            temperature: args.ask.temperature,
-            ..SamplingParams::default()
-        },
-        ..AskOptions::default()
-    };
+    let opts = args.answer.options();
     let mut chat_id = args.id;
     let questions: Box<dyn Iterator<Item = String>> = match &args.message {
         Some(m) => Box::new(std::iter::once(m.clone())),

@@ -185,6 +185,20 @@ impl Engine {
             .install(|| model.forward(steps, cache, backend, capture))
     }
 
+    /// Logits of `tokens` run as a fresh sequence (no prefix reuse): the last token's, or every
+    /// token's back to back when `all`. For scoring texts, tests and benchmarks.
+    pub fn logits(&mut self, tokens: &[u32], all: bool) -> LlmResult<Vec<f32>> {
+        let (seq, _) = self.cache.begin(&[]);
+        let step = [SeqStep {
+            seq,
+            tokens,
+            all_logits: all,
+        }];
+        let result = self.forward(&step, &CaptureSpec::default());
+        self.cache.end(seq);
+        Ok(result?.logits.swap_remove(0))
+    }
+
     /// Generate a continuation of `req.prompt`, calling `on_text` with each complete piece of
     /// text. Stops at end of text, a stop string, `max_tokens`, or when `cancel` is set.
     pub fn generate(

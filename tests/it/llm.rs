@@ -114,7 +114,7 @@ fn greedy_matches(attention: AttentionKind) {
         // Where they part, llama.cpp's token must be within a hair of ours.
         let mut context = prompt.clone();
         context.extend_from_slice(&expected[..same]);
-        let logits = last_logits(&mut engine, &context);
+        let logits = engine.logits(&context, false).unwrap();
         let (ours, theirs) = (
             logits[got_ids[same] as usize],
             logits[expected[same] as usize],
@@ -138,18 +138,6 @@ fn greedy_matches(attention: AttentionKind) {
     }
 }
 
-fn last_logits(engine: &mut Engine, context: &[u32]) -> Vec<f32> {
-    let (seq, _) = engine.cache.begin(&[]);
-    let step = [glassbox::llm::model::SeqStep {
-        seq,
-        tokens: context,
-        all_logits: false,
-    }];
-    let out = engine.forward(&step, &CaptureSpec::default()).unwrap();
-    engine.cache.end(seq);
-    out.logits[0].clone()
-}
-
 #[test]
 fn greedy_generation_follows_llama_cpp_with_reference_attention() {
     greedy_matches(AttentionKind::Cpu);
@@ -166,8 +154,8 @@ fn fused_attention_agrees_with_reference_attention_at_every_position() {
     for case in reference()["greedy"].as_array().unwrap() {
         let mut text = ids(&case["prompt_ids"]);
         text.extend(ids(&case["continuation_ids"]));
-        let a = all_logits(&mut reference_engine, &text);
-        let b = all_logits(&mut fused, &text);
+        let a = reference_engine.logits(&text, true).unwrap();
+        let b = fused.logits(&text, true).unwrap();
         let vocab = a.len() / text.len();
         for (ra, rb) in a.chunks_exact(vocab).zip(b.chunks_exact(vocab)) {
             let diff = ra
@@ -194,18 +182,6 @@ fn fused_attention_agrees_with_reference_attention_at_every_position() {
 
 fn argmax(v: &[f32]) -> usize {
     glassbox::llm::sampler::argmax(v) as usize
-}
-
-fn all_logits(engine: &mut Engine, tokens: &[u32]) -> Vec<f32> {
-    let (seq, _) = engine.cache.begin(&[]);
-    let step = [glassbox::llm::model::SeqStep {
-        seq,
-        tokens,
-        all_logits: true,
-    }];
-    let out = engine.forward(&step, &CaptureSpec::default()).unwrap();
-    engine.cache.end(seq);
-    out.logits[0].clone()
 }
 
 #[test]

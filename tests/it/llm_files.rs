@@ -237,8 +237,7 @@ fn ask_and_chat_answer_from_the_library_with_sources() {
 /// the embedding table) give the same top token as the Q4_1 file almost everywhere.
 #[test]
 fn other_quantisation_types_load_and_agree() {
-    use glassbox::llm::model::SeqStep;
-    use glassbox::llm::{AttentionKind, CaptureSpec};
+    use glassbox::llm::AttentionKind;
     let dir = tempfile::tempdir().unwrap();
     let mut file = std::fs::File::open(smollm_path()).unwrap();
     let content = Content::read(&mut file).unwrap();
@@ -262,17 +261,10 @@ fn other_quantisation_types_load_and_agree() {
         let mut engine = Engine::load(path, &options).unwrap();
         let mut tops = Vec::new();
         for t in &texts {
-            let (seq, _) = engine.cache.begin(&[]);
-            let step = [SeqStep {
-                seq,
-                tokens: t,
-                all_logits: true,
-            }];
-            let out = engine.forward(&step, &CaptureSpec::default()).unwrap();
-            engine.cache.end(seq);
-            let vocab = out.logits[0].len() / t.len();
+            let logits = engine.logits(t, true).unwrap();
+            let vocab = logits.len() / t.len();
             tops.extend(
-                out.logits[0]
+                logits
                     .chunks_exact(vocab)
                     .map(glassbox::llm::sampler::argmax),
             );
