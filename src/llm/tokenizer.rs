@@ -21,8 +21,9 @@ use tokenizers::{AddedToken, PreTokenizerWrapper, SplitDelimiterBehavior, Tokeni
 use super::error::{LlmError, LlmResult};
 use super::gguf::Gguf;
 
-/// The regex llama 3 and Qwen2 use to split text before byte-level BPE; `{N}` is the digit group.
-const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// The regex llama 3 and Qwen2 use to split text before byte-level BPE; `DIGITS` stands for
+/// how many digits make one piece.
+const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}DIGITS| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 /// GGUF token types (llama.cpp's `llama_token_type`).
 const TOKEN_CONTROL: i32 = 3;
@@ -263,7 +264,7 @@ fn build_from_gguf(gguf: &Gguf, tokens: &[String]) -> LlmResult<Tokenizer> {
 fn bpe_pre_tokenizer(pre: Option<&str>) -> LlmResult<PreTokenizerWrapper> {
     let byte_level = |regex| ByteLevel::new(false, true, regex).into();
     let split = |digits: &str| -> LlmResult<PreTokenizerWrapper> {
-        let pattern = SplitPattern::Regex(LLAMA3_SPLIT.replace("{N}", digits));
+        let pattern = SplitPattern::Regex(LLAMA3_SPLIT.replace("DIGITS", digits));
         Split::new(pattern, SplitDelimiterBehavior::Isolated, false)
             .map(Into::into)
             .map_err(|e| LlmError::Tokenizer(e.to_string()))
@@ -343,4 +344,40 @@ fn string_array(gguf: &Gguf, key: &str) -> LlmResult<Vec<String>> {
 
 fn tok_err(path: &Path, e: impl std::fmt::Display) -> LlmError {
     LlmError::Tokenizer(format!("{}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokenizers::{OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer};
+
+    fn split(pre: &str, text: &str) -> Vec<String> {
+        let p = bpe_pre_tokenizer(Some(pre)).unwrap();
+        let mut s = PreTokenizedString::from(text);
+        p.pre_tokenize(&mut s).unwrap();
+        s.get_splits(OffsetReferential::Original, OffsetType::Byte)
+            .into_iter()
+            .map(|(t, _, _)| t.to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn pre_tokenizers_group_digits_as_their_models_do() {
+        assert_eq!(split("llama3", "n=12345"), ["n", "=", "123", "45"]);
+        assert_eq!(
+            split("qwen2", "n=12345"),
+            ["n", "=", "1", "2", "3", "4", "5"]
+        );
+        assert_eq!(split("smollm", "n 12"), ["n", "Ġ", "1", "2"]);
+        assert_eq!(split("gpt2", "it's 12"), ["it", "'s", "Ġ12"]);
+    }
+
+    #[test]
+    fn byte_level_tokens_map_back_to_their_bytes() {
+        assert_eq!(token_bytes("Ġworld", false, true), b" world");
+        assert_eq!(token_bytes("ì", false, true), [0xEC]);
+        assert_eq!(token_bytes("<0x41>", false, false), b"A");
+        assert_eq!(token_bytes("▁hello", false, false), b" hello");
+        assert_eq!(token_bytes("<|im_end|>", true, true), b"<|im_end|>");
+    }
 }

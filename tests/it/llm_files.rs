@@ -305,3 +305,187 @@ fn other_quantisation_types_load_and_agree() {
         );
     }
 }
+
+/// Logits of a text computed in one prefill equal those computed one token at a time through
+/// the KV cache (each row's arithmetic does not depend on how rows are batched).
+fn assert_prefill_equals_decode(path: &Path, tokens: &[u32]) {
+    use glassbox::llm::model::SeqStep;
+    use glassbox::llm::{AttentionKind, CaptureSpec};
+    for attention in [AttentionKind::Cpu, AttentionKind::CpuFused] {
+        let options = EngineOptions {
+            attention,
+            ..EngineOptions::default()
+        };
+        let mut engine = Engine::load(path, &options).unwrap();
+        let all = engine.logits(tokens, true).unwrap();
+        let vocab = all.len() / tokens.len();
+        let (seq, _) = engine.cache.begin(&[]);
+        for (i, t) in tokens.iter().enumerate() {
+            let step = [SeqStep {
+                seq,
+                tokens: std::slice::from_ref(t),
+                all_logits: false,
+            }];
+            let out = engine.forward(&step, &CaptureSpec::default()).unwrap();
+            let row = &all[i * vocab..(i + 1) * vocab];
+            let diff = row
+                .iter()
+                .zip(&out.logits[0])
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(diff < 1e-3, "{attention:?}: position {i} differs by {diff}");
+        }
+        engine.cache.end(seq);
+    }
+}
+
+#[test]
+fn prefill_and_token_by_token_decoding_agree() {
+    let tokens = crate::llm::ids(&crate::llm::reference()["greedy"][3]["prompt_ids"]);
+    assert_prefill_equals_decode(&smollm_path(), &tokens[..24]);
+}
+
+/// A small Qwen2-architecture file (random weights, Q/K/V biases, RoPE over halves, GQA 4:2)
+/// loads and runs; its vocabulary is SmolLM's with Qwen2's pre-tokenizer.
+#[test]
+fn a_qwen2_file_loads_and_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (d, ff, heads, kv, layers) = (64usize, 128usize, 4usize, 2usize, 2usize);
+    let keep = |k: &str| k.starts_with("tokenizer.") || k == "general.name";
+    let int = |v: usize| Value::U32(v as u32);
+    let meta = metadata(
+        &keep,
+        &[
+            ("general.architecture", Value::String("qwen2".into())),
+            ("tokenizer.ggml.pre", Value::String("qwen2".into())),
+            ("qwen2.block_count", int(layers)),
+            ("qwen2.context_length", int(512)),
+            ("qwen2.embedding_length", int(d)),
+            ("qwen2.feed_forward_length", int(ff)),
+            ("qwen2.attention.head_count", int(heads)),
+            ("qwen2.attention.head_count_kv", int(kv)),
+            ("qwen2.rope.freq_base", Value::F32(1_000_000.0)),
+            ("qwen2.attention.layer_norm_rms_epsilon", Value::F32(1e-6)),
+        ],
+    );
+    let mut seed = 3u64;
+    let mut random = |dims: &[usize], dtype: GgmlDType| {
+        let n: usize = dims.iter().product();
+        let v: Vec<f32> = (0..n)
+            .map(|_| {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.2
+            })
+            .collect();
+        let t = Tensor::from_vec(v, dims, &Device::Cpu).unwrap();
+        QTensor::quantize(&t, dtype).unwrap()
+    };
+    let vocab = 49152;
+    let hd = d / heads;
+    let mut tensors: Vec<(String, QTensor)> = vec![
+        (
+            "token_embd.weight".into(),
+            random(&[vocab, d], GgmlDType::Q8_0),
+        ),
+        ("output_norm.weight".into(), random(&[d], GgmlDType::F32)),
+    ];
+    for l in 0..layers {
+        let p = |n: &str| format!("blk.{l}.{n}");
+        tensors.extend([
+            (p("attn_norm.weight"), random(&[d], GgmlDType::F32)),
+            (p("ffn_norm.weight"), random(&[d], GgmlDType::F32)),
+            (
+                p("attn_q.weight"),
+                random(&[heads * hd, d], GgmlDType::Q4_0),
+            ),
+            (p("attn_k.weight"), random(&[kv * hd, d], GgmlDType::Q4_0)),
+            (p("attn_v.weight"), random(&[kv * hd, d], GgmlDType::Q8_0)),
+            (p("attn_q.bias"), random(&[heads * hd], GgmlDType::F32)),
+            (p("attn_k.bias"), random(&[kv * hd], GgmlDType::F32)),
+            (p("attn_v.bias"), random(&[kv * hd], GgmlDType::F32)),
+            (
+                p("attn_output.weight"),
+                random(&[d, heads * hd], GgmlDType::Q4_1),
+            ),
+            (p("ffn_gate.weight"), random(&[ff, d], GgmlDType::Q5_0)),
+            (p("ffn_up.weight"), random(&[ff, d], GgmlDType::Q5_0)),
+            (p("ffn_down.weight"), random(&[d, ff], GgmlDType::F16)),
+        ]);
+    }
+    let path = dir.path().join("qwen2-tiny.gguf");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let m: Vec<(&str, &Value)> = meta.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let t: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    gguf_file::write(&mut f, &m, &t).unwrap();
+    drop(f);
+    let tokens: Vec<u32> = vec![
+        9690, 198, 2683, 359, 253, 5356, 5646, 11173, 3365, 3511, 308, 34519, 28, 7018, 411, 407,
+        19712, 8182,
+    ];
+    assert_prefill_equals_decode(&path, &tokens);
+    let out = succeed(glassbox().args([
+        "--llm",
+        path.to_str().unwrap(),
+        "generate",
+        "--raw",
+        "--prompt",
+        "Hello",
+        "--max-tokens",
+        "5",
+    ]));
+    assert!(out.status.success());
+}
+
+/// A SentencePiece (`llama`) vocabulary: words with their leading `▁`, BOS added by default.
+#[test]
+fn a_sentencepiece_vocabulary_tokenizes() {
+    let dir = tempfile::tempdir().unwrap();
+    let pieces = [
+        "<unk>", "<s>", "</s>", "▁hello", "▁world", "▁", "h", "e", "l", "o", "w", "r", "d",
+    ];
+    let strings =
+        |v: &[&str]| Value::Array(v.iter().map(|s| Value::String(s.to_string())).collect());
+    let scores: Vec<Value> = (0..pieces.len()).map(|i| Value::F32(-(i as f32))).collect();
+    let types: Vec<Value> = (0..pieces.len())
+        .map(|i| {
+            Value::I32(match i {
+                0 => 2,
+                1 | 2 => 3,
+                _ => 1,
+            })
+        })
+        .collect();
+    let meta = vec![
+        (
+            "general.architecture".to_string(),
+            Value::String("llama".into()),
+        ),
+        (
+            "tokenizer.ggml.model".to_string(),
+            Value::String("llama".into()),
+        ),
+        ("tokenizer.ggml.tokens".to_string(), strings(&pieces)),
+        ("tokenizer.ggml.scores".to_string(), Value::Array(scores)),
+        ("tokenizer.ggml.token_type".to_string(), Value::Array(types)),
+        ("tokenizer.ggml.bos_token_id".to_string(), Value::U32(1)),
+        ("tokenizer.ggml.eos_token_id".to_string(), Value::U32(2)),
+        ("tokenizer.ggml.unknown_token_id".to_string(), Value::U32(0)),
+    ];
+    let path = dir.path().join("spm.gguf");
+    write_gguf(&path, &meta, &[]);
+    let out = succeed(glassbox().args([
+        "--llm",
+        path.to_str().unwrap(),
+        "tokenize",
+        "--json",
+        "hello world",
+    ]));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["ids"], serde_json::json!([1, 3, 4]));
+    assert_eq!(
+        json["pieces"],
+        serde_json::json!(["<s>", " hello", " world"])
+    );
+}
