@@ -42,9 +42,18 @@ pub struct EngineOptions {
     /// Compute threads (default: all cores).
     pub threads: Option<usize>,
     pub attention: AttentionKind,
-    /// KV-cache capacity in tokens (default: the model's context window, at most 8,192).
-    pub cache_tokens: Option<usize>,
+    pub cache: CacheSize,
     pub block_size: usize,
+}
+
+/// KV-cache capacity, in tokens or in bytes of memory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CacheSize {
+    /// The model's context window, at most 8,192 tokens.
+    #[default]
+    Context,
+    Tokens(usize),
+    Bytes(usize),
 }
 
 impl Default for EngineOptions {
@@ -52,7 +61,7 @@ impl Default for EngineOptions {
         Self {
             threads: None,
             attention: AttentionKind::default(),
-            cache_tokens: None,
+            cache: CacheSize::Context,
             block_size: 16,
         }
     }
@@ -128,10 +137,12 @@ impl Engine {
             &token(tokenizer.bos),
             &token(tokenizer.eos),
         )?;
-        let tokens = options
-            .cache_tokens
-            .unwrap_or(model.config.context.min(8192));
-        let cache = KvCache::with_tokens(model.kv_shape(options.block_size), tokens);
+        let shape = model.kv_shape(options.block_size);
+        let cache = match options.cache {
+            CacheSize::Context => KvCache::with_tokens(shape, model.config.context.min(8192)),
+            CacheSize::Tokens(tokens) => KvCache::with_tokens(shape, tokens),
+            CacheSize::Bytes(bytes) => KvCache::new(shape, bytes / shape.block_bytes()),
+        };
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(options.threads.unwrap_or(0))
             .thread_name(|i| format!("glassbox-llm-{i}"))

@@ -18,7 +18,8 @@ pub mod template;
 pub mod tokenizer;
 
 pub use engine::{
-    AttentionKind, Engine, EngineOptions, GenerateRequest, Generation, StopReason, Timings,
+    AttentionKind, CacheSize, Engine, EngineOptions, GenerateRequest, Generation, StopReason,
+    Timings,
 };
 pub use error::{LlmError, LlmResult};
 pub use model::CaptureSpec;

@@ -2,7 +2,7 @@
 //! Q4_1 file (tests/data/reference, computed by an independent implementation).
 
 use glassbox::llm::{
-    AttentionKind, CaptureSpec, Engine, EngineOptions, GenerateRequest, Message, Role,
+    AttentionKind, CacheSize, CaptureSpec, Engine, EngineOptions, GenerateRequest, Message, Role,
     SamplingParams, StopReason,
 };
 use serde_json::Value;
@@ -35,7 +35,7 @@ pub fn ids(v: &Value) -> Vec<u32> {
 pub fn engine(attention: AttentionKind) -> Engine {
     let options = EngineOptions {
         attention,
-        cache_tokens: Some(2048),
+        cache: CacheSize::Tokens(2048),
         ..EngineOptions::default()
     };
     Engine::load(&smollm_path(), &options).unwrap()
@@ -415,4 +415,30 @@ fn prompts_that_do_not_fit_drop_sources_then_old_turns() {
         3,
         "system, user, assistant only"
     );
+}
+
+#[test]
+fn a_cache_too_small_for_the_prompt_is_a_clear_error() {
+    let options = EngineOptions {
+        attention: AttentionKind::Cpu,
+        // Two blocks of 16 tokens: 30 layers x 3 KV heads x 64 x 2 (K and V) x 2 bytes each.
+        cache: CacheSize::Bytes(2 * 16 * 30 * 3 * 64 * 2 * 2),
+        ..EngineOptions::default()
+    };
+    let mut engine = Engine::load(&smollm_path(), &options).unwrap();
+    assert_eq!(engine.cache_stats().total, 2);
+    let prompt = ids(&reference()["greedy"][0]["prompt_ids"]);
+    let err = engine
+        .generate(&request(prompt, 4), None, &mut |_| {})
+        .unwrap_err();
+    assert!(err.to_string().contains("KV-cache blocks"), "{err}");
+    assert_eq!(
+        engine.cache_stats().used,
+        0,
+        "nothing held after the failure"
+    );
+    let short = ids(&reference()["greedy"][1]["prompt_ids"]);
+    engine
+        .generate(&request(short, 4), None, &mut |_| {})
+        .unwrap();
 }

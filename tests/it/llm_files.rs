@@ -345,12 +345,13 @@ fn prefill_and_token_by_token_decoding_agree() {
     assert_prefill_equals_decode(&smollm_path(), &tokens[..24]);
 }
 
-/// A small Qwen2-architecture file (random weights, Q/K/V biases, RoPE over halves, GQA 4:2)
-/// loads and runs; its vocabulary is SmolLM's with Qwen2's pre-tokenizer.
+/// A small Qwen2-architecture file (random weights, Q/K/V biases, RoPE over halves, GQA 4:2,
+/// and a mix of Q4_0, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K and F32 tensors) loads and runs; its
+/// vocabulary is SmolLM's with Qwen2's pre-tokenizer.
 #[test]
 fn a_qwen2_file_loads_and_runs() {
     let dir = tempfile::tempdir().unwrap();
-    let (d, ff, heads, kv, layers) = (64usize, 128usize, 4usize, 2usize, 2usize);
+    let (d, ff, heads, kv, layers) = (256usize, 512usize, 4usize, 2usize, 2usize);
     let keep = |k: &str| k.starts_with("tokenizer.") || k == "general.name";
     let int = |v: usize| Value::U32(v as u32);
     let meta = metadata(
@@ -407,11 +408,11 @@ fn a_qwen2_file_loads_and_runs() {
             (p("attn_v.bias"), random(&[kv * hd], GgmlDType::F32)),
             (
                 p("attn_output.weight"),
-                random(&[d, heads * hd], GgmlDType::Q4_1),
+                random(&[d, heads * hd], GgmlDType::Q5_1),
             ),
-            (p("ffn_gate.weight"), random(&[ff, d], GgmlDType::Q5_0)),
+            (p("ffn_gate.weight"), random(&[ff, d], GgmlDType::Q4K)),
             (p("ffn_up.weight"), random(&[ff, d], GgmlDType::Q5_0)),
-            (p("ffn_down.weight"), random(&[d, ff], GgmlDType::F16)),
+            (p("ffn_down.weight"), random(&[d, ff], GgmlDType::Q6K)),
         ]);
     }
     let path = dir.path().join("qwen2-tiny.gguf");
