@@ -27,6 +27,12 @@ pub struct LlmBench {
     pub first_question_ttft_s: f64,
     pub second_question_ttft_s: f64,
     pub peak_rss_bytes: u64,
+    /// Bytes of weights read per decoded token, and the rate that makes at the decode speed.
+    pub weight_bytes_per_token: usize,
+    pub decode_weight_read_gb_per_s: f64,
+    /// What a plain summing loop reads per second on the same number of threads: how close
+    /// decoding is to being memory-bound.
+    pub memory_read_gb_per_s: f64,
 }
 
 /// Options of one benchmark run.
@@ -73,7 +79,36 @@ pub fn llm(engine: &mut Engine, opts: &LlmBenchOptions) -> LlmResult<LlmBench> {
         first_question_ttft_s: first,
         second_question_ttft_s: second,
         peak_rss_bytes: super::peak_rss_mb().map_or(0, |mb| (mb * 1024.0 * 1024.0) as u64),
+        weight_bytes_per_token: engine.model.weight_bytes(),
+        decode_weight_read_gb_per_s: engine.model.weight_bytes() as f64 * decode / 1e9,
+        memory_read_gb_per_s: read_bandwidth(engine.threads()),
     })
+}
+
+/// Best of three passes of summing 256 MB per thread (more than any cache), in GB/s.
+fn read_bandwidth(threads: usize) -> f64 {
+    let words = (256 << 20) / 8;
+    let buffers: Vec<Vec<u64>> = (0..threads).map(|_| vec![1u64; words]).collect();
+    let mut best = 0f64;
+    for _ in 0..3 {
+        let start = Instant::now();
+        std::thread::scope(|s| {
+            for b in &buffers {
+                s.spawn(move || {
+                    let mut acc = [0u64; 8];
+                    for c in b.chunks_exact(8) {
+                        for (a, v) in acc.iter_mut().zip(c) {
+                            *a = a.wrapping_add(*v);
+                        }
+                    }
+                    std::hint::black_box(acc);
+                });
+            }
+        });
+        let bytes = (threads * words * 8) as f64;
+        best = best.max(bytes / start.elapsed().as_secs_f64() / 1e9);
+    }
+    best
 }
 
 /// `n` tokens of ordinary English text.

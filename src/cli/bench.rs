@@ -129,6 +129,10 @@ pub async fn run(
                     r.first_question_ttft_s, r.second_question_ttft_s
                 );
                 println!("peak RSS           {:.0} MB", r.peak_rss_bytes as f64 / 1e6);
+                println!(
+                    "weights read       {:.1} GB/s while decoding; a plain read loop: {:.1} GB/s",
+                    r.decode_weight_read_gb_per_s, r.memory_read_gb_per_s
+                );
             }
         }
         BenchCommand::Vectors { work_dir, queries } => {
