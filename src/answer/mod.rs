@@ -133,11 +133,7 @@ pub fn generate(
     on_text: &mut dyn FnMut(&str),
 ) -> Result<Answer> {
     let start = Instant::now();
-    let window = engine
-        .model
-        .config
-        .context
-        .min(engine.cache.capacity_tokens());
+    let window = engine.window();
     let max_tokens = opts.max_tokens.min(window / 2);
     let plan = prompt::build(engine, history, question, sources, window - max_tokens)?;
     let prompt_s = start.elapsed().as_secs_f64();

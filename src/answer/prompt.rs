@@ -123,13 +123,10 @@ fn messages(
         } else {
             format!(" > {}", c.heading)
         };
-        system.push_str(&format!(
-            "\n\n[{}] {}{heading} ({})\n{}",
-            s.n,
-            c.title,
-            s.location(),
-            engine.tokenizer.neutralize(c.text.trim())
-        ));
+        let header = format!("[{}] {}{heading} ({})", s.n, c.title, s.location());
+        // Titles, headings and paths come from documents too.
+        let safe = |t: &str| engine.tokenizer.neutralize(t);
+        system.push_str(&format!("\n\n{}\n{}", safe(&header), safe(c.text.trim())));
     }
     if sources.is_empty() {
         system.push_str("\n(none found)");

@@ -53,7 +53,8 @@ impl Default for LlmBenchOptions {
 }
 
 pub fn llm(engine: &mut Engine, opts: &LlmBenchOptions) -> LlmResult<LlmBench> {
-    let prompt = filler_tokens(engine, opts.prompt_tokens)?;
+    // The decode runs start from the first 16 prompt tokens.
+    let prompt = filler_tokens(engine, opts.prompt_tokens.max(16))?;
     let prefill = median(
         (0..opts.repeats)
             .map(|_| time_prefill(engine, &prompt))
@@ -87,7 +88,8 @@ pub fn llm(engine: &mut Engine, opts: &LlmBenchOptions) -> LlmResult<LlmBench> {
 
 /// Best of three passes of summing 256 MB per thread (more than any cache), in GB/s.
 fn read_bandwidth(threads: usize) -> f64 {
-    let words = (256 << 20) / 8;
+    // 256 MB per thread, at most 1 GB in all.
+    let words = (256usize << 20).min((1 << 30) / threads.max(1)) / 8;
     let buffers: Vec<Vec<u64>> = (0..threads).map(|_| vec![1u64; words]).collect();
     let mut best = 0f64;
     for _ in 0..3 {

@@ -369,6 +369,11 @@ pub async fn chat(
         }
         return Ok(ExitCode::SUCCESS);
     }
+    if let Some(id) = args.id
+        && !catalog.chats().await?.iter().any(|c| c.id == id)
+    {
+        bail!("there is no chat {id}; `glassbox chat --list` shows the chats");
+    }
     let mut engine = flags.engine()?;
     let opts = args.answer.options();
     let mut chat_id = args.id;

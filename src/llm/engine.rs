@@ -196,6 +196,12 @@ impl Engine {
             .install(|| model.forward(steps, cache, backend, capture))
     }
 
+    /// Tokens a sequence can hold: the model's context window, or less when the KV cache is
+    /// smaller.
+    pub fn window(&self) -> usize {
+        self.model.config.context.min(self.cache.capacity_tokens())
+    }
+
     /// Logits of `tokens` run as a fresh sequence (no prefix reuse): the last token's, or every
     /// token's back to back when `all`. For scoring texts, tests and benchmarks.
     pub fn logits(&mut self, tokens: &[u32], all: bool) -> LlmResult<Vec<f32>> {
@@ -218,7 +224,7 @@ impl Engine {
         cancel: Option<&AtomicBool>,
         on_text: &mut dyn FnMut(&str),
     ) -> LlmResult<Generation> {
-        let context = self.model.config.context;
+        let context = self.window();
         if req.prompt.is_empty() || req.prompt.len() >= context {
             return Err(LlmError::ContextOverflow {
                 tokens: req.prompt.len(),
@@ -252,12 +258,18 @@ impl Engine {
         let mut ids = Vec::new();
         let mut attention = Vec::new();
         let mut pending: Vec<u32> = req.prompt[cached..].to_vec();
-        let budget = req
-            .max_tokens
-            .min(self.model.config.context - req.prompt.len());
+        let budget = req.max_tokens.min(self.window() - req.prompt.len());
+        let mut forwards = 0usize;
         let stop = loop {
             if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
                 break StopReason::Cancelled;
+            }
+            if ids.len() >= budget {
+                break if budget < req.max_tokens {
+                    StopReason::ContextFull
+                } else {
+                    StopReason::MaxTokens
+                };
             }
             let step = [SeqStep {
                 seq,
@@ -265,6 +277,7 @@ impl Engine {
                 all_logits: false,
             }];
             let output = self.forward(&step, &req.capture)?;
+            forwards += 1;
             attention.extend(output.attention);
             let token = sampler.sample(&output.logits[0], &history);
             if ids.is_empty() {
@@ -280,13 +293,6 @@ impl Engine {
             if out.push(&piece, on_text) {
                 break StopReason::StopString;
             }
-            if ids.len() >= budget {
-                break if budget < req.max_tokens {
-                    StopReason::ContextFull
-                } else {
-                    StopReason::MaxTokens
-                };
-            }
             pending = vec![token];
         };
         if stop != StopReason::StopString {
@@ -294,7 +300,8 @@ impl Engine {
             out.push(&rest, on_text);
             out.flush(on_text);
         }
-        timings.decode_tokens = ids.len().saturating_sub(1);
+        // Every forward pass after the prompt's decoded one token.
+        timings.decode_tokens = forwards.saturating_sub(1);
         timings.decode_s = start.elapsed().as_secs_f64() - timings.prefill_s;
         Ok(Generation {
             ids,

@@ -47,8 +47,12 @@ pub enum LlmError {
         free: usize,
         total: usize,
     },
-    #[error("the prompt has {tokens} tokens but the model's context window holds {context}")]
+    #[error(
+        "the prompt has {tokens} tokens but the context window holds {context} (the model's window, or the KV cache when it is smaller)"
+    )]
     ContextOverflow { tokens: usize, context: usize },
+    #[error("nothing to run: the input has no tokens")]
+    EmptyInput,
     #[error("model computation failed: {0}")]
     Compute(#[from] candle_core::Error),
 }

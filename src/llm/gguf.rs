@@ -36,7 +36,11 @@ impl Gguf {
         for (name, info) in &content.tensor_infos {
             let bytes = tensor_size(info.ggml_dtype, info.shape.elem_count())
                 .ok_or_else(|| corrupt(path, format!("tensor `{name}` has a partial block")))?;
-            let end = content.tensor_data_offset + info.offset + bytes as u64;
+            let end = content
+                .tensor_data_offset
+                .checked_add(info.offset)
+                .and_then(|e| e.checked_add(bytes as u64))
+                .unwrap_or(u64::MAX);
             if end > size {
                 return Err(corrupt(
                     path,

@@ -77,6 +77,15 @@ impl Linear {
         }
     }
 
+    /// Input features.
+    pub fn cols(&self) -> usize {
+        match self {
+            Linear::Own(w) => w.cols,
+            Linear::Candle { cols, .. } => *cols,
+            Linear::Concat(p) => p.first().map_or(0, Linear::cols),
+        }
+    }
+
     pub fn bytes(&self) -> usize {
         match self {
             Linear::Own(w) => w.bytes(),
@@ -117,21 +126,37 @@ impl Linear {
 /// The token embedding table: rows looked up by id (our blocks, or candle for other types).
 pub enum Embedding {
     Own(QWeight),
-    Candle(QMatMul),
+    Candle {
+        mm: QMatMul,
+        rows: usize,
+        cols: usize,
+    },
 }
 
 impl Embedding {
     pub fn load(g: &mut Gguf, name: &str) -> LlmResult<Self> {
         match Linear::load(g, name)? {
             Linear::Own(w) => Ok(Embedding::Own(w)),
-            _ => Ok(Embedding::Candle(QMatMul::from_qtensor(g.qtensor(name)?)?)),
+            other => Ok(Embedding::Candle {
+                mm: QMatMul::from_qtensor(g.qtensor(name)?)?,
+                rows: other.rows(),
+                cols: other.cols(),
+            }),
+        }
+    }
+
+    /// (vocabulary rows, width).
+    pub fn dims(&self) -> (usize, usize) {
+        match self {
+            Embedding::Own(w) => (w.rows, w.cols),
+            Embedding::Candle { rows, cols, .. } => (*rows, *cols),
         }
     }
 
     pub fn row(&self, id: u32, out: &mut [f32]) -> LlmResult<()> {
         match self {
             Embedding::Own(w) => w.row(id as usize, out),
-            Embedding::Candle(mm) => {
+            Embedding::Candle { mm, .. } => {
                 let ids = Tensor::new(&[id], &Device::Cpu)?;
                 let row: Vec<f32> = mm.embedding(&ids)?.flatten_all()?.to_vec1()?;
                 out.copy_from_slice(&row);

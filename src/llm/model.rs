@@ -73,7 +73,8 @@ pub struct StepOutput {
 impl Model {
     pub fn load(g: &mut Gguf) -> LlmResult<Self> {
         let config = Config::from_gguf(g)?;
-        let mut layers = Vec::with_capacity(config.n_layer);
+        // Not `with_capacity`: a damaged block count must fail on a missing tensor, not on memory.
+        let mut layers = Vec::new();
         for i in 0..config.n_layer {
             let p = |n: &str| format!("blk.{i}.{n}");
             let qkv = Linear::fuse(vec![
@@ -110,21 +111,37 @@ impl Model {
         };
         let output = Linear::load(g, output_name)?;
         let embed = Embedding::load(g, "token_embd.weight")?;
-        let expected = config.q_dim() + 2 * config.kv_dim();
-        if layers.first().map(|l| l.qkv.rows()) != Some(expected) {
-            return Err(LlmError::Corrupt {
-                path: g.path().to_owned(),
-                reason: format!("attention projections do not have {expected} rows in total"),
-            });
-        }
+        let rope_factors = if g.has_tensor("rope_freqs.weight") {
+            Some(vector(g, "rope_freqs.weight")?)
+        } else {
+            None
+        };
+        let norm = vector(g, "output_norm.weight")?;
+        check_shapes(
+            &config,
+            &layers,
+            &embed,
+            &output,
+            &norm,
+            rope_factors.as_deref(),
+        )
+        .map_err(|reason| LlmError::Corrupt {
+            path: g.path().to_owned(),
+            reason,
+        })?;
         let weight_bytes = output.bytes()
             + layers
                 .iter()
                 .map(|l| l.qkv.bytes() + l.out.bytes() + l.gate_up.bytes() + l.down.bytes())
                 .sum::<usize>();
         Ok(Self {
-            rope: Rope::new(config.head_dim, config.rope_base, config.rope_style),
-            norm: vector(g, "output_norm.weight")?,
+            rope: Rope::new(
+                config.head_dim,
+                config.rope_base,
+                config.rope_style,
+                rope_factors,
+            ),
+            norm,
             config,
             embed,
             layers,
@@ -160,6 +177,9 @@ impl Model {
         capture: &CaptureSpec,
     ) -> LlmResult<StepOutput> {
         let c = &self.config;
+        if steps.is_empty() || steps.iter().any(|s| s.tokens.is_empty()) {
+            return Err(LlmError::EmptyInput);
+        }
         for s in steps {
             cache.reserve(s.seq, s.tokens.len())?;
         }
@@ -263,6 +283,74 @@ impl Model {
         }
         Ok(StepOutput { logits, attention })
     }
+}
+
+/// Every matrix and vector has the shape the metadata implies, so a damaged or mislabelled file
+/// fails at load instead of panicking in the middle of a forward pass.
+fn check_shapes(
+    c: &Config,
+    layers: &[Layer],
+    embed: &Embedding,
+    output: &Linear,
+    norm: &[f32],
+    rope_factors: Option<&[f32]>,
+) -> Result<(), String> {
+    let d = c.n_embd;
+    if layers.is_empty()
+        || d == 0
+        || c.n_ff == 0
+        || c.head_dim == 0
+        || !c.head_dim.is_multiple_of(2)
+    {
+        return Err(format!(
+            "{} layers of width {d}, feed-forward {} and head size {} cannot run",
+            layers.len(),
+            c.n_ff,
+            c.head_dim
+        ));
+    }
+    let qkv = c.q_dim() + 2 * c.kv_dim();
+    let matrix = |name: &str, l: &Linear, rows: usize, cols: usize| {
+        (l.rows() == rows && l.cols() == cols)
+            .then_some(())
+            .ok_or_else(|| {
+                format!(
+                    "{name} is {}x{}, expected {rows}x{cols}",
+                    l.rows(),
+                    l.cols()
+                )
+            })
+    };
+    let vector = |name: &str, v: &[f32], len: usize| {
+        (v.len() == len)
+            .then_some(())
+            .ok_or_else(|| format!("{name} has {} values, expected {len}", v.len()))
+    };
+    for (i, l) in layers.iter().enumerate() {
+        let name = |n: &str| format!("blk.{i}.{n}");
+        matrix(&name("attn_qkv"), &l.qkv, qkv, d)?;
+        matrix(&name("attn_output"), &l.out, d, c.q_dim())?;
+        matrix(&name("ffn_gate+up"), &l.gate_up, 2 * c.n_ff, d)?;
+        matrix(&name("ffn_down"), &l.down, d, c.n_ff)?;
+        vector(&name("attn_norm"), &l.attn_norm, d)?;
+        vector(&name("ffn_norm"), &l.ffn_norm, d)?;
+        if let Some(b) = &l.qkv_bias {
+            vector(&name("attn_qkv.bias"), b, qkv)?;
+        }
+    }
+    vector("output_norm", norm, d)?;
+    if let Some(f) = rope_factors {
+        vector("rope_freqs", f, c.head_dim / 2)?;
+    }
+    let (rows, cols) = embed.dims();
+    if cols != d || output.cols() != d || output.rows() > rows {
+        return Err(format!(
+            "token_embd is {rows}x{cols} and the output {}x{}, for width {d}",
+            output.rows(),
+            output.cols()
+        ));
+    }
+    Ok(())
 }
 
 /// ggml's RMS norm: sum of squares in f64, scale `1/sqrt(mean + eps)` in f32, then the weight.

@@ -7,14 +7,17 @@ pub struct Rope {
     head_dim: usize,
     style: RopeStyle,
     base: f32,
+    /// Per-pair frequency divisors (`rope_freqs.weight`, Llama 3.1+ long-context scaling).
+    factors: Option<Vec<f32>>,
 }
 
 impl Rope {
-    pub fn new(head_dim: usize, base: f32, style: RopeStyle) -> Self {
+    pub fn new(head_dim: usize, base: f32, style: RopeStyle, factors: Option<Vec<f32>>) -> Self {
         Self {
             head_dim,
             style,
             base,
+            factors,
         }
     }
 
@@ -24,8 +27,15 @@ impl Rope {
         let scale = self.base.powf(-2.0 / self.head_dim as f32);
         let mut cs = Vec::with_capacity(half);
         let mut theta = pos as f32;
-        for _ in 0..half {
-            cs.push((theta.cos(), theta.sin()));
+        for i in 0..half {
+            let factor = self
+                .factors
+                .as_ref()
+                .and_then(|f| f.get(i))
+                .copied()
+                .unwrap_or(1.0);
+            let angle = theta / factor;
+            cs.push((angle.cos(), angle.sin()));
             theta *= scale;
         }
         for head in row.chunks_exact_mut(self.head_dim) {

@@ -74,6 +74,8 @@ impl LlmTokenizer {
             "<|end|>",
             "<end_of_turn>",
             "<|endoftext|>",
+            "<|end_of_text|>",
+            "<|eom_id|>",
         ]
         .iter()
         .filter_map(|s| tokens.iter().position(|t| t == s).map(|i| i as u32))
@@ -146,14 +148,15 @@ impl LlmTokenizer {
     }
 
     /// Ids with BOS prepended when the model's metadata asks for it.
+    /// Templates that print the BOS text themselves (Llama 3) are not given a second one.
     pub fn encode_prompt(&self, text: &str) -> LlmResult<Vec<u32>> {
-        let mut ids = Vec::new();
+        let mut ids = self.encode(text, true)?;
         if self.add_bos
             && let Some(bos) = self.bos
+            && ids.first() != Some(&bos)
         {
-            ids.push(bos);
+            ids.insert(0, bos);
         }
-        ids.extend(self.encode(text, true)?);
         Ok(ids)
     }
 

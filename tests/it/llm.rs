@@ -338,6 +338,22 @@ fn attention_is_captured_only_when_asked() {
 #[test]
 fn a_prompt_longer_than_the_window_is_a_clear_error() {
     let mut engine = engine(AttentionKind::Cpu);
+    let prompt = ids(&reference()["greedy"][1]["prompt_ids"]);
+    let none = engine
+        .generate(&request(prompt, 0), None, &mut |_| {})
+        .unwrap();
+    assert!(none.ids.is_empty() && none.stop == StopReason::MaxTokens);
+    assert!(
+        engine.logits(&[], false).is_err(),
+        "an empty input is an error, not a panic"
+    );
+    // A template that prints the BOS text itself (Llama 3) does not get a second BOS.
+    engine.tokenizer.add_bos = true;
+    let bos = engine.tokenizer.bos.unwrap();
+    let text = engine.tokenizer.decode(&[bos], false) + "user";
+    let once = engine.tokenizer.encode_prompt(&text).unwrap();
+    assert_eq!(once.iter().filter(|&&t| t == bos).count(), 1, "{once:?}");
+    assert_eq!(engine.tokenizer.encode_prompt("user").unwrap()[0], bos);
     let err = engine
         .generate(&request(vec![504; 9000], 4), None, &mut |_| {})
         .unwrap_err();
@@ -431,7 +447,7 @@ fn a_cache_too_small_for_the_prompt_is_a_clear_error() {
     let err = engine
         .generate(&request(prompt, 4), None, &mut |_| {})
         .unwrap_err();
-    assert!(err.to_string().contains("KV-cache blocks"), "{err}");
+    assert!(err.to_string().contains("KV cache"), "{err}");
     assert_eq!(
         engine.cache_stats().used,
         0,

@@ -79,6 +79,26 @@ fn broken_model_files_give_clear_errors() {
         &[("blk.0.attn_q.weight", w)],
     );
     assert_names_file(&load_err(&q8k), &q8k, "quantisation Q8K");
+    // Metadata that does not match the tensors (a mislabelled width).
+    let wrong = dir.path().join("wrong-width.gguf");
+    let mut file = std::fs::File::open(smollm_path()).unwrap();
+    let content = Content::read(&mut file).unwrap();
+    let tensors: Vec<(&str, QTensor)> = content
+        .tensor_infos
+        .keys()
+        .map(|n| {
+            (
+                n.as_str(),
+                content.tensor(&mut file, n, &Device::Cpu).unwrap(),
+            )
+        })
+        .collect();
+    let meta = metadata(
+        &|_| true,
+        &[("llama.feed_forward_length", Value::U32(1024))],
+    );
+    write_gguf(&wrong, &meta, &tensors);
+    assert_names_file(&load_err(&wrong), &wrong, "expected");
     // Through the binary: an error message and a failure code, never a panic.
     let out = glassbox()
         .args([
