@@ -136,7 +136,7 @@ impl Engine {
             gguf.string("tokenizer.chat_template"),
             &token(tokenizer.bos),
             &token(tokenizer.eos),
-        )?;
+        );
         let shape = model.kv_shape(options.block_size);
         let cache = match options.cache {
             CacheSize::Context => KvCache::with_tokens(shape, model.config.context.min(8192)),

@@ -48,11 +48,14 @@ pub struct ChatTemplate {
     eos: String,
     /// Whether the template is the model's own (false: the ChatML fallback).
     pub from_model: bool,
+    /// Why the model's template cannot be used: rendering then fails with this message, while
+    /// raw prompts still work.
+    broken: Option<String>,
 }
 
 impl ChatTemplate {
     /// The model's template, or ChatML when `source` is `None`.
-    pub fn new(source: Option<&str>, bos: &str, eos: &str) -> LlmResult<Self> {
+    pub fn new(source: Option<&str>, bos: &str, eos: &str) -> Self {
         let mut env = Environment::new();
         minijinja_contrib::add_to_environment(&mut env);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
@@ -65,18 +68,26 @@ impl ChatTemplate {
         env.add_function("strftime_now", |fmt: String| -> String {
             strftime_now(&fmt)
         });
-        env.add_template_owned("chat", source.unwrap_or(CHATML).to_owned())
-            .map_err(|e| LlmError::Template(e.to_string()))?;
-        Ok(Self {
+        let broken = env
+            .add_template_owned("chat", source.unwrap_or(CHATML).to_owned())
+            .err()
+            .map(|e| e.to_string());
+        Self {
             env,
             bos: bos.to_owned(),
             eos: eos.to_owned(),
             from_model: source.is_some(),
-        })
+            broken,
+        }
     }
 
     /// The prompt text for `messages`, ending with the assistant's turn opener.
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> LlmResult<String> {
+        if let Some(why) = &self.broken {
+            return Err(LlmError::Template(format!(
+                "the model's chat template is invalid: {why}"
+            )));
+        }
         let template = self
             .env
             .get_template("chat")
@@ -160,7 +171,7 @@ mod tests {
         assert_eq!(civil_from_days(0), (1970, 1, 1));
         assert_eq!(civil_from_days(20_786), (2026, 11, 29));
         let source = "{{ bos_token }}{% if messages[0].role == 'system' %}{{ messages[0].content.strip() }}{% endif %}{{ strftime_now('%Y') | length }}{% if add_generation_prompt %}<go>{% endif %}";
-        let t = ChatTemplate::new(Some(source), "<s>", "</s>").unwrap();
+        let t = ChatTemplate::new(Some(source), "<s>", "</s>");
         let text = t
             .render(&[Message::new(Role::System, "  hi  ")], true)
             .unwrap();
@@ -169,8 +180,7 @@ mod tests {
             Some("{{ raise_exception('roles must alternate') }}"),
             "",
             "",
-        )
-        .unwrap();
+        );
         assert!(
             bad.render(&[], true)
                 .unwrap_err()

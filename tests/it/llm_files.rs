@@ -99,6 +99,29 @@ fn broken_model_files_give_clear_errors() {
     );
     write_gguf(&wrong, &meta, &tensors);
     assert_names_file(&load_err(&wrong), &wrong, "expected");
+    // A chat template minijinja cannot parse: the model still loads, raw prompts still work,
+    // and chat prompts say what is wrong.
+    let template = dir.path().join("bad-template.gguf");
+    let meta = metadata(
+        &|_| true,
+        &[("tokenizer.chat_template", Value::String("{% for %}".into()))],
+    );
+    write_gguf(&template, &meta, &tensors);
+    let engine = Engine::load(&template, &EngineOptions::default()).unwrap();
+    let err = engine
+        .chat_prompt(&[glassbox::llm::Message::new(glassbox::llm::Role::User, "hi")])
+        .unwrap_err();
+    assert!(err.to_string().contains("--raw"), "{err}");
+    succeed(glassbox().args([
+        "--llm",
+        template.to_str().unwrap(),
+        "generate",
+        "--raw",
+        "--prompt",
+        "Hi",
+        "--max-tokens",
+        "2",
+    ]));
     // Through the binary: an error message and a failure code, never a panic.
     let out = glassbox()
         .args([
