@@ -148,18 +148,18 @@ fn vocab_only(dir: &Path) -> PathBuf {
     path
 }
 
+/// `glassbox tokenize --json` of `text` under the model file at `path`.
+fn tokenize_json(path: &Path, text: &str) -> serde_json::Value {
+    let model = path.to_str().unwrap();
+    let out = succeed(glassbox().args(["--llm", model, "tokenize", "--json", text]));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
 fn tokenize_works_on_a_vocabulary_only_file() {
     let dir = tempfile::tempdir().unwrap();
     let vocab = vocab_only(dir.path());
-    let out = succeed(glassbox().args([
-        "--llm",
-        vocab.to_str().unwrap(),
-        "tokenize",
-        "--json",
-        "Hello world",
-    ]));
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let json = tokenize_json(&vocab, "Hello world");
     assert_eq!(json["ids"], serde_json::json!([19556, 905]));
     assert_eq!(json["pieces"], serde_json::json!(["Hello", " world"]));
     let out = succeed(glassbox().args(["--llm", vocab.to_str().unwrap(), "tokenize", "임"]));
@@ -519,14 +519,7 @@ fn a_sentencepiece_vocabulary_tokenizes() {
     ];
     let path = dir.path().join("spm.gguf");
     write_gguf(&path, &meta, &[]);
-    let out = succeed(glassbox().args([
-        "--llm",
-        path.to_str().unwrap(),
-        "tokenize",
-        "--json",
-        "hello world",
-    ]));
-    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let json = tokenize_json(&path, "hello world");
     assert_eq!(json["ids"], serde_json::json!([1, 3, 4]));
     assert_eq!(
         json["pieces"],
