@@ -14,6 +14,7 @@ pub mod library;
 pub mod llm;
 pub mod models;
 pub mod retrieve;
+pub mod rng;
 
 pub use error::{Error, Result};
 pub use library::Library;

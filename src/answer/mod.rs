@@ -155,7 +155,7 @@ pub fn generate(
             rerank_s: trace.timings.rerank_ms / 1000.0,
             prompt_s,
             prefill_s: t.prefill_s,
-            first_token_s: prompt_s + t.first_token_s,
+            first_token_s: prompt_s + t.prefill_s,
             prompt_tokens: t.prompt_tokens,
             cached_tokens: t.cached_tokens,
             answer_tokens: generation.ids.len(),

@@ -30,6 +30,17 @@ impl AttnInput<'_> {
         self.n_head / self.kv.shape.n_kv_head
     }
 
+    /// For query `row` and `head`: its KV head (GQA), how many keys it sees (causal), and the
+    /// query as the f16 cache would hold it (both backends multiply in the cache's precision).
+    fn query(&self, row: usize, head: usize) -> (usize, usize, Vec<f32>) {
+        let hd = self.kv.shape.head_dim;
+        let q = self.q[(row * self.n_head + head) * hd..][..hd]
+            .iter()
+            .map(|&x| f16::from_f32(x).to_f32())
+            .collect();
+        (head / self.group(), self.start + row + 1, q)
+    }
+
     /// The key/value offset of position `pos` for KV head `kvh`.
     #[inline]
     fn at(&self, kvh: usize, pos: usize) -> usize {
@@ -88,9 +99,7 @@ impl AttentionBackend for CpuAttention {
         let hd = input.kv.shape.head_dim;
         let scale = 1.0 / (hd as f32).sqrt();
         per_row_head(input, out, |row, head, o| {
-            let kvh = head / input.group();
-            let n_keys = input.start + row + 1;
-            let q = rounded_query(input, row, head);
+            let (kvh, n_keys, q) = input.query(row, head);
             let mut p: Vec<f32> = (0..n_keys)
                 .map(|j| dot_f16(&input.kv.k[input.at(kvh, j)..][..hd], &q) * scale)
                 .collect();
@@ -119,9 +128,7 @@ impl AttentionBackend for FusedCpuAttention {
         let bs = input.kv.shape.block_size;
         let scale = 1.0 / (hd as f32).sqrt();
         per_row_head(input, out, |row, head, o| {
-            let kvh = head / input.group();
-            let n_keys = input.start + row + 1;
-            let q = rounded_query(input, row, head);
+            let (kvh, n_keys, q) = input.query(row, head);
             let q = q.as_slice();
             let (mut m, mut l) = (f32::MIN, 0f32);
             o.fill(0.0);
@@ -156,15 +163,6 @@ impl AttentionBackend for FusedCpuAttention {
             })
         })
     }
-}
-
-/// The query as the f16 cache would hold it: both backends multiply in the cache's precision.
-fn rounded_query(input: &AttnInput<'_>, row: usize, head: usize) -> Vec<f32> {
-    let hd = input.kv.shape.head_dim;
-    input.q[(row * input.n_head + head) * hd..][..hd]
-        .iter()
-        .map(|&x| f16::from_f32(x).to_f32())
-        .collect()
 }
 
 /// `k . q` with the keys in f16, summed in f32 one product after another. (Tree orders were

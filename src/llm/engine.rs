@@ -102,8 +102,8 @@ pub struct Timings {
     pub prompt_tokens: usize,
     /// Prompt tokens found in the KV cache (not computed).
     pub cached_tokens: usize,
+    /// From the call to the first token sampled (the prompt's forward pass and sampling).
     pub prefill_s: f64,
-    pub first_token_s: f64,
     pub decode_tokens: usize,
     pub decode_s: f64,
 }
@@ -169,10 +169,6 @@ impl Engine {
 
     pub fn threads(&self) -> usize {
         self.pool.current_num_threads()
-    }
-
-    pub fn set_attention(&mut self, kind: AttentionKind) {
-        self.backend = kind.backend();
     }
 
     pub fn cache_stats(&self) -> CacheStats {
@@ -282,7 +278,6 @@ impl Engine {
             let token = sampler.sample(&output.logits[0], &history);
             if ids.is_empty() {
                 timings.prefill_s = start.elapsed().as_secs_f64();
-                timings.first_token_s = timings.prefill_s;
             }
             if self.tokenizer.is_stop(token) {
                 break StopReason::EndOfText;

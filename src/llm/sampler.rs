@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::rng::Rng;
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SamplingParams {
     pub temperature: f32,
@@ -42,13 +44,13 @@ impl SamplingParams {
 
 pub struct Sampler {
     params: SamplingParams,
-    state: u64,
+    rng: Rng,
 }
 
 impl Sampler {
     pub fn new(params: SamplingParams) -> Self {
-        let state = params.seed ^ 0x9E37_79B9_7F4A_7C15;
-        Self { params, state }
+        let rng = Rng::new(params.seed ^ 0x9E37_79B9_7F4A_7C15);
+        Self { params, rng }
     }
 
     /// The next token for `logits`, given the tokens so far (for the repetition penalty).
@@ -108,13 +110,9 @@ impl Sampler {
         cands.last().map_or(0, |c| c.0)
     }
 
-    /// SplitMix64, mapped to [0, 1).
+    /// A uniform draw from [0, 1).
     fn next_f32(&mut self) -> f32 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32
+        (self.rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32
     }
 }
 

@@ -46,8 +46,6 @@ pub struct ChatTemplate {
     env: Environment<'static>,
     bos: String,
     eos: String,
-    /// Whether the template is the model's own (false: the ChatML fallback).
-    pub from_model: bool,
     /// Why the model's template cannot be used: rendering then fails with this message, while
     /// raw prompts still work.
     broken: Option<String>,
@@ -76,7 +74,6 @@ impl ChatTemplate {
             env,
             bos: bos.to_owned(),
             eos: eos.to_owned(),
-            from_model: source.is_some(),
             broken,
         }
     }

@@ -160,10 +160,6 @@ impl LlmTokenizer {
         Ok(ids)
     }
 
-    pub fn vocab_size(&self) -> usize {
-        self.bytes.len()
-    }
-
     /// The bytes a token stands for (may be part of a UTF-8 character).
     pub fn token_bytes(&self, id: u32) -> &[u8] {
         self.bytes.get(id as usize).map_or(&[], |b| b.as_slice())
