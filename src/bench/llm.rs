@@ -65,7 +65,8 @@ pub fn llm(engine: &mut Engine, opts: &LlmBenchOptions) -> LlmResult<LlmBench> {
             .map(|_| decode_rate(engine, &prompt[..16], opts.decode_tokens, 1))
             .collect::<LlmResult<_>>()?,
     );
-    let batch8 = decode_rate(engine, &prompt[..16], opts.decode_tokens / 4, 8)?;
+    // The same steps as the single sequence, so that both attend over the same lengths.
+    let batch8 = decode_rate(engine, &prompt[..16], opts.decode_tokens, 8)?;
     let (first, second) = prefix_cache_ttft(engine)?;
     Ok(LlmBench {
         model: engine.path().display().to_string(),
