@@ -15,6 +15,7 @@ pub mod llm;
 pub mod models;
 pub mod retrieve;
 pub mod rng;
+pub mod viz;
 
 pub use error::{Error, Result};
 pub use library::Library;

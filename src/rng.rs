@@ -16,6 +16,11 @@ impl Rng {
         z ^ (z >> 31)
     }
 
+    /// A uniform draw from [0, 1).
+    pub fn next_f32(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+
     pub fn below(&mut self, n: usize) -> usize {
         (self.next_u64() % n as u64) as usize
     }

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::catalog::ChunkRecord;
 use crate::llm::{Engine, LlmError, LlmResult, Message, Role};
+use crate::viz::attention::{SourceSpan, spans_of};
 
 /// A passage given to the model, numbered as the model will cite it.
 #[derive(Clone, Debug, Serialize)]
@@ -42,6 +43,8 @@ pub struct PromptPlan {
     pub dropped_sources: Vec<Source>,
     /// Earlier chat messages left out to fit.
     pub dropped_messages: usize,
+    /// The prompt tokens that quote each source (for the attention panel).
+    pub source_spans: Vec<SourceSpan>,
 }
 
 impl PromptPlan {
@@ -82,11 +85,17 @@ pub fn build(
     let mut history = history.to_vec();
     let mut dropped_messages = 0;
     loop {
-        let messages = messages(engine, &history, question, &sources);
+        let (messages, quoted) = messages(engine, &history, question, &sources);
         let ids = engine.chat_prompt(&messages)?;
         if ids.len() <= budget {
+            let bytes: Vec<&[u8]> = ids
+                .iter()
+                .map(|&id| engine.tokenizer.token_bytes(id))
+                .collect();
+            let pieces: Vec<(usize, &str)> = quoted.iter().map(|(n, t)| (*n, t.as_str())).collect();
             return Ok(PromptPlan {
                 prompt_tokens: ids.len(),
+                source_spans: spans_of(&bytes, &pieces),
                 ids,
                 sources,
                 dropped_sources,
@@ -108,12 +117,14 @@ pub fn build(
     }
 }
 
+/// The messages of the prompt, and the text quoting each source.
 fn messages(
     engine: &Engine,
     history: &[Message],
     question: &str,
     sources: &[Source],
-) -> Vec<Message> {
+) -> (Vec<Message>, Vec<(usize, String)>) {
+    let mut quoted = Vec::new();
     let mut system = String::from(INSTRUCTIONS);
     system.push_str("\n\nSources:");
     for s in sources {
@@ -126,7 +137,10 @@ fn messages(
         let header = format!("[{}] {}{heading} ({})", s.n, c.title, s.location());
         // Titles, headings and paths come from documents too.
         let safe = |t: &str| engine.tokenizer.neutralize(t);
-        system.push_str(&format!("\n\n{}\n{}", safe(&header), safe(c.text.trim())));
+        let quote = format!("{}\n{}", safe(&header), safe(c.text.trim()));
+        system.push_str("\n\n");
+        system.push_str(&quote);
+        quoted.push((s.n, quote));
     }
     if sources.is_empty() {
         system.push_str("\n(none found)");
@@ -141,7 +155,7 @@ fn messages(
         Role::User,
         engine.tokenizer.neutralize(question),
     ));
-    all
+    (all, quoted)
 }
 
 /// The source numbers `text` cites as `[n]` or `[n, m]`, in order of first citation, limited

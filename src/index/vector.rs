@@ -44,6 +44,11 @@ impl VectorIndex {
         self.ids.is_empty()
     }
 
+    /// Chunk id and stored vector of row `i`.
+    pub fn row(&self, i: usize) -> (i64, &[f16]) {
+        (self.ids[i], &self.data[i * self.dims..(i + 1) * self.dims])
+    }
+
     pub fn dims(&self) -> usize {
         self.dims
     }

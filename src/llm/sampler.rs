@@ -100,7 +100,7 @@ impl Sampler {
         }
         cands.truncate(keep);
         let probs = softmax(&cands, p.temperature);
-        let mut r = self.next_f32();
+        let mut r = self.rng.next_f32();
         for (&(id, _), q) in cands.iter().zip(&probs) {
             r -= q;
             if r <= 0.0 {
@@ -108,11 +108,6 @@ impl Sampler {
             }
         }
         cands.last().map_or(0, |c| c.0)
-    }
-
-    /// A uniform draw from [0, 1).
-    fn next_f32(&mut self) -> f32 {
-        (self.rng.next_u64() >> 40) as f32 / (1u64 << 24) as f32
     }
 }
 

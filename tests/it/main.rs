@@ -13,3 +13,4 @@ mod korean;
 mod llm;
 mod llm_files;
 mod semantic;
+mod viz;
