@@ -6,6 +6,7 @@
 pub mod answer;
 pub mod bench;
 pub mod catalog;
+pub mod concepts;
 pub mod embed;
 pub mod error;
 pub mod index;

@@ -64,6 +64,15 @@ enum Command {
     Generate(llm::GenerateArgs),
     /// Token ids and pieces of a text under the model's tokenizer.
     Tokenize(llm::TokenizeArgs),
+    /// What a concept means (BM25, RRF, KV cache, ...), in Korean or English; all of them
+    /// when none is named.
+    Explain {
+        concept: Option<String>,
+        #[arg(long, value_enum, default_value = "en")]
+        lang: glassbox::concepts::Lang,
+        #[arg(long)]
+        json: bool,
+    },
     /// Known models: list, download, path, use.
     #[command(subcommand)]
     Models(models::ModelsCommand),
@@ -184,6 +193,11 @@ async fn run(
             return bench::run(bench, flags.embedder.as_deref(), &flags.llm).await;
         }
         Command::Tokenize(args) => return llm::tokenize(&flags.llm, &args),
+        Command::Explain {
+            concept,
+            lang,
+            json,
+        } => return explain(concept.as_deref(), lang, json),
         Command::Generate(args) => return llm::generate(&flags.llm, &args),
         Command::Models(models::ModelsCommand::Use { .. }) => command,
         Command::Models(other) => {
@@ -238,7 +252,10 @@ async fn run(
             library.set_reranker(models::reranker(&library, flags.reranker.as_deref()).await?);
             llm::chat(&library, &flags.llm, &args).await?
         }
-        Command::Bench(_) | Command::Tokenize(_) | Command::Generate(_) => {
+        Command::Bench(_)
+        | Command::Tokenize(_)
+        | Command::Generate(_)
+        | Command::Explain { .. } => {
             unreachable!("handled above")
         }
     };
@@ -306,6 +323,32 @@ async fn search(library: &Library, args: SearchArgs) -> anyhow::Result<ExitCode>
         }
         if args.explain {
             output::explain(library, &response.trace, args.json).await?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn explain(
+    key: Option<&str>,
+    lang: glassbox::concepts::Lang,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    use glassbox::concepts;
+    let chosen: Vec<&concepts::Concept> = match key {
+        Some(key) => match concepts::find(key) {
+            Some(c) => vec![c],
+            None => {
+                let ids: Vec<&str> = concepts::concepts().iter().map(|c| c.id.as_str()).collect();
+                anyhow::bail!("no concept named `{key}`; known: {}", ids.join(", "));
+            }
+        },
+        None => concepts::concepts().iter().collect(),
+    };
+    if json {
+        println!("{}", serde_json::to_string(&chosen)?);
+    } else {
+        for c in chosen {
+            println!("{} ({})\n{}\n", c.name(lang), c.id, c.text(lang));
         }
     }
     Ok(ExitCode::SUCCESS)

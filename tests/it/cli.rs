@@ -314,3 +314,24 @@ fn concurrent_first_opens_of_a_new_library_both_succeed() {
         assert!(index.wait().unwrap().success());
     }
 }
+
+/// `explain` prints a concept in the language asked for, every concept as JSON, and names the
+/// known ones when asked for an unknown one.
+#[test]
+fn explain_prints_concepts_in_korean_and_english() {
+    use crate::common::{glassbox, succeed};
+    let ko = succeed(glassbox().args(["explain", "kv-cache", "--lang", "ko"]));
+    let ko = String::from_utf8(ko.stdout).unwrap();
+    assert!(ko.starts_with("KV 캐시") && ko.contains("블록"), "{ko}");
+    let en = succeed(glassbox().args(["explain", "벡터 검색"]));
+    assert!(String::from_utf8_lossy(&en.stdout).starts_with("Vector search"));
+    let all = succeed(glassbox().args(["explain", "--json"]));
+    let all: serde_json::Value = serde_json::from_slice(&all.stdout).unwrap();
+    assert_eq!(
+        all.as_array().unwrap().len(),
+        glassbox::concepts::concepts().len()
+    );
+    let bad = glassbox().args(["explain", "warp-drive"]).output().unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("known: transfer-learning"));
+}
