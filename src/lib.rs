@@ -4,6 +4,7 @@
 //! See ARCHITECTURE.md for the map of modules and the data flow.
 
 pub mod answer;
+pub mod app;
 pub mod bench;
 pub mod catalog;
 pub mod concepts;

@@ -151,9 +151,7 @@ fn parse_analyzer(name: &str) -> Result<Analyzer, String> {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let Some(command) = cli.command else {
-        use clap::CommandFactory;
-        Cli::command().print_long_help().ok();
-        return ExitCode::SUCCESS;
+        return gui(cli.data_dir, &cli.llm);
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -352,4 +350,26 @@ fn explain(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// No command: the desktop app, over the same library and model the commands use. Without a
+/// downloaded model it still searches.
+fn gui(data_dir: Option<PathBuf>, llm: &llm::LlmFlags) -> ExitCode {
+    let dir = match resolve_data_dir(data_dir) {
+        Ok(dir) => dir,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let model = llm::resolve(llm.llm.as_deref()).ok();
+    match glassbox::app::run(dir, model, glassbox::app::Lang::from_locale()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!(
+                "error: cannot open the window: {err}. Run a command (glassbox --help) to work without one"
+            );
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -77,6 +77,23 @@ pub fn rollup(probs: &[f32], prompt_len: usize, spans: &[SourceSpan]) -> Rollup 
     }
 }
 
+/// The mean of several rollups over the same spans (answer tokens, heads); `None` for none.
+pub fn average(rollups: &[Rollup]) -> Option<Rollup> {
+    let first = rollups.first()?;
+    let n = rollups.len() as f32;
+    let mean_of = |f: &dyn Fn(&Rollup) -> f32| rollups.iter().map(f).sum::<f32>() / n;
+    Some(Rollup {
+        sources: first
+            .sources
+            .iter()
+            .enumerate()
+            .map(|(i, &(source, _))| (source, mean_of(&|r| r.sources[i].1)))
+            .collect(),
+        other_prompt: mean_of(&|r| r.other_prompt),
+        answer: mean_of(&|r| r.answer),
+    })
+}
+
 /// The element-wise mean of rows of equal length (heads of one layer, or layers).
 pub fn mean(rows: &[&[f32]]) -> Vec<f32> {
     let Some(first) = rows.first() else {
@@ -150,6 +167,9 @@ mod tests {
         let total: f32 = r.sources.iter().map(|s| s.1).sum::<f32>() + r.other_prompt + r.answer;
         assert!((total - 1.0).abs() < 1e-6);
         assert!((r.sources[0].1 - 0.5).abs() < 1e-6 && (r.answer - 0.25).abs() < 1e-6);
+        let twice = average(&[r.clone(), r.clone()]).unwrap();
+        assert_eq!(twice, r);
+        assert!(average(&[]).is_none());
         let b = bin(&probs, 3);
         assert_eq!(b.len(), 3);
         assert!((b.iter().sum::<f32>() - 1.0).abs() < 1e-6);

@@ -15,7 +15,8 @@ pub struct Journey {
     pub vector: Option<usize>,
     pub fused: Option<usize>,
     pub reranked: Option<usize>,
-    pub fate: Fate,
+    /// What became of it in the prompt (`None` for a search without an answer).
+    pub fate: Option<Fate>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -30,7 +31,7 @@ pub enum Fate {
 
 /// Every passage any stage listed, ordered by the last stage that ran (best first), then by the
 /// earlier stages.
-pub fn journeys(trace: &SearchTrace, plan: &PromptPlan) -> Vec<Journey> {
+pub fn journeys(trace: &SearchTrace, plan: Option<&PromptPlan>) -> Vec<Journey> {
     let rank = |list: &[StageHit], id: i64| list.iter().find(|h| h.chunk_id == id).map(|h| h.rank);
     let fused_rank = |id: i64| {
         trace
@@ -62,7 +63,7 @@ pub fn journeys(trace: &SearchTrace, plan: &PromptPlan) -> Vec<Journey> {
             vector: rank(&trace.vector, id),
             fused: fused_rank(id),
             reranked: rank(&trace.reranked, id),
-            fate: fate(plan, id),
+            fate: plan.map(|p| fate(p, id)),
         })
         .collect()
 }

@@ -95,8 +95,8 @@ fn index_search_status_remove() {
 }
 
 #[test]
-fn bare_command_prints_help_and_unknown_paths_fail_clearly() {
-    let help = glassbox().output().unwrap();
+fn help_lists_commands_and_unknown_paths_fail_clearly() {
+    let help = glassbox().arg("--help").output().unwrap();
     assert!(help.status.success());
     assert!(stdout(&help).contains("Usage"));
     let tmp = tempfile::tempdir().unwrap();

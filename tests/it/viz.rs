@@ -81,13 +81,13 @@ async fn an_answer_shows_where_its_attention_went_and_how_its_sources_were_chose
     assert_eq!(groups.concat(), (0..config.n_head).collect::<Vec<_>>());
 
     // Every passage in the prompt is marked as such; every listed passage came from a stage.
-    let trips = journeys(&answer.trace, plan);
+    let trips = journeys(&answer.trace, Some(plan));
     for source in &plan.sources {
         let trip = trips
             .iter()
             .find(|t| t.chunk_id == source.chunk.chunk_id)
             .unwrap();
-        assert_eq!(trip.fate, Fate::InPrompt(source.n));
+        assert_eq!(trip.fate, Some(Fate::InPrompt(source.n)));
     }
     assert!(
         trips

@@ -1,0 +1,91 @@
+//! The left panel: folders and their documents' state, drag-and-drop and "Add folder…", and
+//! indexing progress with a cancel button.
+
+use super::text::Strings;
+use super::worker::{IndexProgress, Request, Update, Worker};
+use crate::library::LibraryStatus;
+
+#[derive(Default)]
+pub struct LibraryView {
+    status: Option<LibraryStatus>,
+    progress: Option<IndexProgress>,
+    last_error: Option<String>,
+}
+
+impl LibraryView {
+    pub fn apply(&mut self, update: &Update) {
+        match update {
+            Update::Status(s) => self.status = Some(s.clone()),
+            Update::Progress(p) => self.progress = Some(p.clone()),
+            Update::Indexed(_) => self.progress = None,
+            Update::Failed(e) => {
+                self.progress = None;
+                self.last_error = Some(e.clone());
+            }
+            _ => {}
+        }
+    }
+
+    pub fn ui(&mut self, ui: &mut egui::Ui, t: &Strings, worker: &Worker) {
+        ui.heading(t.library);
+        let dropped: Vec<_> = ui.input(|i| {
+            i.raw
+                .dropped_files
+                .iter()
+                .map(|f| f.path().to_path_buf())
+                .collect()
+        });
+        if !dropped.is_empty() {
+            worker.send(Request::Index(dropped));
+        }
+        if ui.button(t.add_folder).clicked()
+            && let Some(folder) = rfd::FileDialog::new().pick_folder()
+        {
+            worker.send(Request::Index(vec![folder]));
+        }
+        ui.weak(t.drop_here);
+        if let Some(p) = &self.progress {
+            ui.separator();
+            ui.label(format!(
+                "{}: {}/{} {}, {:.1}/{:.1} MB",
+                t.indexing,
+                p.files_done,
+                p.files_total,
+                t.files,
+                p.bytes_done as f64 / 1e6,
+                p.bytes_total as f64 / 1e6
+            ));
+            let mut bar = egui::ProgressBar::new(p.fraction()).show_percentage();
+            if let Some((rate, eta)) = p.rate_and_eta() {
+                bar = bar.text(format!("{:.1} MB/s, {eta:.0} s", rate / 1e6));
+            }
+            ui.add(bar);
+            if let Some(current) = &p.current {
+                ui.small(current.display().to_string());
+            }
+            if ui.button(t.cancel).clicked() {
+                worker.cancel_index();
+            }
+        }
+        if let Some(e) = &self.last_error {
+            ui.colored_label(ui.visuals().error_fg_color, e);
+        }
+        ui.separator();
+        let Some(status) = &self.status else { return };
+        egui::ScrollArea::vertical().show(ui, |ui| {
+            for f in &status.folders {
+                ui.label(f.folder.path.display().to_string());
+                ui.small(format!(
+                    "{} {} · {} {} · {} {}",
+                    f.indexed, t.indexed, f.chunks, t.chunks, f.failed, t.failed
+                ));
+            }
+            for failed in &status.failed {
+                ui.colored_label(
+                    ui.visuals().warn_fg_color,
+                    format!("{}: {}", failed.path.display(), failed.error),
+                );
+            }
+        });
+    }
+}
