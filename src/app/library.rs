@@ -38,10 +38,8 @@ impl LibraryView {
         if !dropped.is_empty() {
             worker.send(Request::Index(dropped));
         }
-        if ui.button(t.add_folder).clicked()
-            && let Some(folder) = rfd::FileDialog::new().pick_folder()
-        {
-            worker.send(Request::Index(vec![folder]));
+        if ui.button(t.add_folder).clicked() {
+            worker.pick_folder();
         }
         ui.weak(t.drop_here);
         if let Some(p) = &self.progress {

@@ -114,6 +114,18 @@ impl Worker {
         let _ = self.requests.send(request);
     }
 
+    /// Opens the system's folder dialog on a thread of its own (it blocks until the user
+    /// chooses, and the window must keep drawing), then indexes the chosen folder.
+    pub fn pick_folder(&self) {
+        self.cancel_index.store(false, Ordering::Relaxed);
+        let requests = self.requests.clone();
+        std::thread::spawn(move || {
+            if let Some(folder) = rfd::FileDialog::new().pick_folder() {
+                let _ = requests.send(Request::Index(vec![folder]));
+            }
+        });
+    }
+
     /// Everything reported since the last call.
     pub fn poll(&self) -> Vec<Update> {
         self.updates.try_iter().collect()
