@@ -62,35 +62,31 @@ pub fn find(key: &str) -> Option<&'static Concept> {
         .find(|c| c.id == key || c.ko.to_lowercase() == key || c.en.to_lowercase() == key)
 }
 
+/// The Korean or the English of a pair.
+fn pick<'a>(lang: Lang, ko: &'a str, en: &'a str) -> &'a str {
+    match lang {
+        Lang::Ko => ko,
+        Lang::En => en,
+    }
+}
+
 impl Concept {
     pub fn name(&self, lang: Lang) -> &str {
-        match lang {
-            Lang::Ko => &self.ko,
-            Lang::En => &self.en,
-        }
+        pick(lang, &self.ko, &self.en)
     }
 
     pub fn text(&self, lang: Lang) -> &str {
-        match lang {
-            Lang::Ko => &self.text_ko,
-            Lang::En => &self.text_en,
-        }
+        pick(lang, &self.text_ko, &self.text_en)
     }
 }
 
 impl Panel {
     pub fn name(&self, lang: Lang) -> &str {
-        match lang {
-            Lang::Ko => &self.ko,
-            Lang::En => &self.en,
-        }
+        pick(lang, &self.ko, &self.en)
     }
 
     pub fn text(&self, lang: Lang) -> &str {
-        match lang {
-            Lang::Ko => &self.text_ko,
-            Lang::En => &self.text_en,
-        }
+        pick(lang, &self.text_ko, &self.text_en)
     }
 }
 
