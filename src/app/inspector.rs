@@ -172,8 +172,9 @@ impl InspectorView {
         };
         let tm = &a.timings;
         ui.strong(t.timings);
+        let [retrieve, prompt, prefill, tokens, cached, decode] = t.timing_labels;
         ui.label(format!(
-            "retrieve {:.3} s · prompt {:.3} s · prefill {:.3} s ({} tokens, {} cached) · decode {:.1} tok/s ({} tokens)",
+            "{retrieve} {:.3} s · {prompt} {:.3} s · {prefill} {:.3} s ({} {tokens}, {} {cached}) · {decode} {:.1} tok/s ({} {tokens})",
             tm.retrieve_s, tm.prompt_s, tm.prefill_s, tm.prompt_tokens, tm.cached_tokens, tm.decode_tokens_per_s, tm.answer_tokens
         ));
     }

@@ -57,6 +57,8 @@ pub struct Strings {
     pub rest_of_prompt: &'static str,
     pub answer_so_far: &'static str,
     pub timings: &'static str,
+    /// retrieve, prompt, prefill, tokens, cached, decode
+    pub timing_labels: [&'static str; 6],
 }
 
 const KO: Strings = Strings {
@@ -88,6 +90,7 @@ const KO: Strings = Strings {
     rest_of_prompt: "나머지 프롬프트",
     answer_so_far: "답변 자신",
     timings: "시간",
+    timing_labels: ["검색", "프롬프트", "프리필", "토큰", "캐시", "디코드"],
 };
 
 const EN: Strings = Strings {
@@ -119,6 +122,9 @@ const EN: Strings = Strings {
     rest_of_prompt: "rest of the prompt",
     answer_so_far: "the answer itself",
     timings: "Timings",
+    timing_labels: [
+        "retrieve", "prompt", "prefill", "tokens", "cached", "decode",
+    ],
 };
 
 pub fn strings(lang: Lang) -> &'static Strings {
