@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::Library;
 use crate::error::Result;
+use crate::llm::kv::CacheStats;
 use crate::llm::model::AttnRecord;
 use crate::llm::{CaptureSpec, Engine, GenerateRequest, Message, SamplingParams, StopReason};
 use crate::retrieve::{SearchOptions, SearchTrace};
@@ -72,6 +73,14 @@ pub struct Answer {
     pub trace: SearchTrace,
     #[serde(skip)]
     pub attention: Vec<AttnRecord>,
+    /// The answer's token ids, as generated.
+    #[serde(skip)]
+    pub ids: Vec<u32>,
+    /// Seconds from the start of generation to each answer token.
+    #[serde(skip)]
+    pub token_times: Vec<f32>,
+    /// The KV cache at the answer's last token.
+    pub cache: CacheStats,
 }
 
 /// Retrieve passages for `question` (the library's best mode: hybrid+rerank when it can).
@@ -167,5 +176,8 @@ pub fn generate(
         plan,
         trace,
         attention: generation.attention,
+        ids: generation.ids,
+        token_times: generation.token_times,
+        cache: generation.cache,
     })
 }

@@ -12,7 +12,7 @@ use crate::llm::{Engine, LlmError, LlmResult, Message, Role};
 use crate::viz::attention::{SourceSpan, spans_of};
 
 /// A passage given to the model, numbered as the model will cite it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct Source {
     pub n: usize,
     #[serde(flatten)]
@@ -162,22 +162,54 @@ fn messages(
 /// to `1..=max`.
 pub fn citations(text: &str, max: usize) -> Vec<usize> {
     let mut found = Vec::new();
-    let mut rest = text;
-    while let Some(open) = rest.find('[') {
-        rest = &rest[open + 1..];
-        let Some(close) = rest.find(']') else { break };
-        let inside = &rest[..close];
-        let numbers: Option<Vec<usize>> = inside
-            .split(',')
-            .map(|p| p.trim().parse::<usize>().ok())
-            .collect();
-        for n in numbers.unwrap_or_default() {
-            if (1..=max).contains(&n) && !found.contains(&n) {
-                found.push(n);
-            }
+    for piece in cited_pieces(text) {
+        if let Piece::Citation(n) = piece
+            && (1..=max).contains(&n)
+            && !found.contains(&n)
+        {
+            found.push(n);
         }
     }
     found
+}
+
+/// A stretch of answer text, or one source number it cites.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Piece<'a> {
+    Text(&'a str),
+    Citation(usize),
+}
+
+/// `text` cut into plain stretches and citations: `[2]` is one citation, `[1, 3]` two; brackets
+/// holding anything else stay text.
+pub fn cited_pieces(text: &str) -> Vec<Piece<'_>> {
+    let mut pieces = Vec::new();
+    let mut plain_from = 0;
+    let mut at = 0;
+    while let Some(open) = text[at..].find('[').map(|i| i + at) {
+        let Some(close) = text[open..].find(']').map(|i| i + open) else {
+            break;
+        };
+        let numbers: Option<Vec<usize>> = text[open + 1..close]
+            .split(',')
+            .map(|p| p.trim().parse::<usize>().ok())
+            .collect();
+        match numbers {
+            Some(numbers) => {
+                if plain_from < open {
+                    pieces.push(Piece::Text(&text[plain_from..open]));
+                }
+                pieces.extend(numbers.into_iter().map(Piece::Citation));
+                plain_from = close + 1;
+                at = close + 1;
+            }
+            None => at = open + 1,
+        }
+    }
+    if plain_from < text.len() {
+        pieces.push(Piece::Text(&text[plain_from..]));
+    }
+    pieces
 }
 
 #[cfg(test)]
@@ -187,5 +219,23 @@ mod tests {
         let text =
             "BM25 ranks by terms [2]. Vectors compare meaning [1, 3]. Again [2]; bad [9] [x].";
         assert_eq!(super::citations(text, 3), vec![2, 1, 3]);
+    }
+
+    #[test]
+    fn answers_cut_into_text_and_citation_chips() {
+        use super::Piece::{Citation, Text};
+        let pieces = super::cited_pieces("Feed it [2]. See [1, 3] and [x] or [");
+        assert_eq!(
+            pieces,
+            vec![
+                Text("Feed it "),
+                Citation(2),
+                Text(". See "),
+                Citation(1),
+                Citation(3),
+                Text(" and [x] or ["),
+            ]
+        );
+        assert_eq!(super::cited_pieces("[4]"), vec![Citation(4)]);
     }
 }

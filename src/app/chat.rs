@@ -1,99 +1,319 @@
-//! The centre: the question box, the answer as it streams (or the keyword search results when
-//! no model is loaded), and the numbered sources.
+//! The centre: the chats (new, rename, delete, export), the conversation with its answers as
+//! they stream, citation chips that open the reader, and keyword results when no model is
+//! loaded.
 
 use super::text::Strings;
 use super::worker::{Request, Update, Worker};
-use crate::answer::Answer;
+use crate::catalog::{ChatSummary, StoredMessage};
+use crate::llm::Role;
 use crate::retrieve::SearchResponse;
 
 #[derive(Default)]
 pub struct ChatView {
+    chats: Vec<ChatSummary>,
+    current: Option<i64>,
+    messages: Vec<StoredMessage>,
     question: String,
-    asked: Option<String>,
-    streaming: String,
+    /// The question being answered and the answer so far.
+    pending: Option<(String, String)>,
     busy: bool,
-    answer: Option<Box<Answer>>,
     results: Option<Box<SearchResponse>>,
+    /// The chat being renamed and the title typed so far.
+    renaming: Option<String>,
 }
 
 impl ChatView {
     pub fn apply(&mut self, update: &Update) {
         match update {
-            Update::AnswerText(piece) => self.streaming.push_str(piece),
-            Update::Answered(a) => {
-                self.busy = false;
-                self.answer = Some(a.clone());
+            Update::AnswerText(piece) => {
+                if let Some((_, text)) = &mut self.pending {
+                    text.push_str(piece);
+                }
             }
-            Update::Results(r) => {
+            Update::Answered(a) => self.current = Some(a.chat),
+            // The chat chosen, or the one the question being answered went to.
+            Update::ChatOpened(chat, messages) if self.busy || self.current == Some(*chat) => {
+                self.current = Some(*chat);
+                self.messages = messages.clone();
+                self.pending = None;
                 self.busy = false;
+            }
+            Update::ChatClosed(chat) if self.current == Some(*chat) => self.new_chat(),
+            Update::Chats(chats) => self.chats = chats.clone(),
+            Update::Results(r, _) => {
+                self.busy = false;
+                self.pending = None;
                 self.results = Some(r.clone());
             }
-            Update::Failed(_) => self.busy = false,
+            Update::Failed(_) => {
+                self.busy = false;
+                self.pending = None;
+            }
             _ => {}
         }
     }
 
+    fn new_chat(&mut self) {
+        self.current = None;
+        self.messages.clear();
+        self.results = None;
+        self.renaming = None;
+    }
+
     pub fn ui(&mut self, ui: &mut egui::Ui, t: &Strings, worker: &Worker) {
+        egui::Panel::top("chat_bar").show(ui, |ui| self.chat_bar(ui, t, worker));
+        egui::Panel::bottom("question").show(ui, |ui| self.question_box(ui, t, worker));
+        egui::ScrollArea::vertical()
+            .stick_to_bottom(true)
+            .auto_shrink([false, false])
+            .show(ui, |ui| {
+                self.conversation(ui, t, worker);
+                self.keyword_results(ui, t, worker);
+            });
+    }
+
+    fn chat_bar(&mut self, ui: &mut egui::Ui, t: &Strings, worker: &Worker) {
+        ui.horizontal_wrapped(|ui| {
+            if ui.button(t.new_chat).clicked() {
+                self.new_chat();
+            }
+            let title = self
+                .current_summary()
+                .map_or(t.new_chat.to_owned(), |c| c.title.clone());
+            let label = ui.label(t.chat);
+            egui::ComboBox::from_id_salt("chats")
+                .selected_text(title)
+                .width(220.0)
+                .show_ui(ui, |ui| {
+                    for c in &self.chats {
+                        let label = format!("{} ({})", c.title, c.messages);
+                        if ui
+                            .selectable_label(self.current == Some(c.id), label)
+                            .clicked()
+                        {
+                            self.current = Some(c.id);
+                            self.results = None;
+                            worker.send(Request::OpenChat(c.id));
+                        }
+                    }
+                })
+                .response
+                .labelled_by(label.id);
+            let Some(chat) = self.current else { return };
+            if let Some(title) = &mut self.renaming {
+                let edit = ui.text_edit_singleline(title);
+                let done = edit.lost_focus() || ui.button(t.save).clicked();
+                if done && !title.trim().is_empty() {
+                    worker.send(Request::RenameChat(chat, title.trim().to_owned()));
+                    self.renaming = None;
+                }
+            } else if ui.button(t.rename).clicked() {
+                self.renaming = self.current_summary().map(|c| c.title.clone());
+            }
+            if ui.button(t.export).clicked() {
+                let title = self.current_summary().map_or("chat", |c| &c.title);
+                worker.export_chat(chat, title);
+            }
+            if ui.button(t.delete).clicked() {
+                worker.send(Request::DeleteChat(chat));
+            }
+        });
+    }
+
+    fn current_summary(&self) -> Option<&ChatSummary> {
+        self.chats.iter().find(|c| Some(c.id) == self.current)
+    }
+
+    fn question_box(&mut self, ui: &mut egui::Ui, t: &Strings, worker: &Worker) {
+        ui.add_space(4.0);
         ui.horizontal(|ui| {
             let edit = ui.add(
-                egui::TextEdit::singleline(&mut self.question)
+                egui::TextEdit::multiline(&mut self.question)
                     .hint_text(t.ask_hint)
+                    .desired_rows(2)
+                    .return_key(Some(egui::KeyboardShortcut::new(
+                        egui::Modifiers::SHIFT,
+                        egui::Key::Enter,
+                    )))
                     .desired_width(ui.available_width() - 80.0),
             );
-            let enter = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+            let enter = edit.has_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
             if self.busy {
                 if ui.button(t.stop).clicked() {
                     worker.stop_answer();
                 }
             } else if (ui.button(t.ask).clicked() || enter) && !self.question.trim().is_empty() {
-                let q = self.question.trim().to_owned();
-                self.asked = Some(q.clone());
-                self.streaming.clear();
-                self.answer = None;
+                let question = self.question.trim().to_owned();
+                self.question.clear();
                 self.results = None;
                 self.busy = true;
-                worker.send(Request::Ask(q));
+                self.pending = Some((question.clone(), String::new()));
+                worker.send(Request::Ask {
+                    chat: self.current,
+                    question,
+                });
             }
         });
-        ui.separator();
-        if let Some(q) = &self.asked {
-            ui.strong(q);
+        ui.add_space(4.0);
+    }
+
+    fn conversation(&mut self, ui: &mut egui::Ui, t: &Strings, worker: &Worker) {
+        let last_answer = self
+            .messages
+            .iter()
+            .rposition(|m| m.message.role == Role::Assistant);
+        let mut regenerate = false;
+        for (i, m) in self.messages.iter().enumerate() {
+            match m.message.role {
+                Role::User => question(ui, &m.message.content),
+                _ => {
+                    let last = Some(i) == last_answer && !self.busy;
+                    regenerate |= self.answer(ui, t, worker, m, last);
+                }
+            }
         }
-        egui::ScrollArea::vertical().show(ui, |ui| {
-            if let Some(a) = &self.answer {
-                ui.label(&a.text);
-                for note in &a.notes {
-                    ui.weak(note);
-                }
-                ui.small(format!(
-                    "{} · {:.1} tok/s · {:.2} s",
-                    a.model, a.timings.decode_tokens_per_s, a.timings.first_token_s
-                ));
-                ui.separator();
-                ui.strong(t.sources);
-                for s in &a.plan.sources {
-                    ui.label(format!("[{}] {} ({})", s.n, s.chunk.title, s.location()));
-                }
-            } else if !self.streaming.is_empty() {
-                ui.label(&self.streaming);
+        if regenerate {
+            self.regenerate(worker);
+        }
+        if let Some((q, text)) = &self.pending {
+            question(ui, q);
+            if text.is_empty() {
+                ui.spinner();
+            } else {
+                ui.label(text);
             }
-            if let Some(r) = &self.results {
-                ui.weak(t.no_model);
-                if r.results.is_empty() {
-                    ui.label(t.no_results);
+        }
+    }
+
+    /// Draws an answer; true when its Regenerate button (shown on the `last` one) was clicked.
+    fn answer(
+        &self,
+        ui: &mut egui::Ui,
+        t: &Strings,
+        worker: &Worker,
+        m: &StoredMessage,
+        last: bool,
+    ) -> bool {
+        let mut regenerate = false;
+        for line in m.message.content.lines() {
+            ui.horizontal_wrapped(|ui| {
+                ui.spacing_mut().item_spacing.x = 0.0;
+                for piece in crate::answer::prompt::cited_pieces(line) {
+                    match piece {
+                        crate::answer::prompt::Piece::Text(s) => {
+                            ui.label(s);
+                        }
+                        crate::answer::prompt::Piece::Citation(n) => {
+                            let source = m.sources.iter().find(|s| s.n == n);
+                            let chip = ui.add_enabled(
+                                source.is_some(),
+                                egui::Button::new(egui::RichText::new(format!("[{n}]")).small())
+                                    .small(),
+                            );
+                            if let Some(s) = source {
+                                let chip = chip.on_hover_text(format!(
+                                    "{}\n{}",
+                                    s.chunk.title,
+                                    s.location()
+                                ));
+                                if chip.clicked() {
+                                    worker.send(Request::Read(s.chunk.chunk_id));
+                                }
+                            }
+                        }
+                    }
                 }
-                for hit in &r.results {
-                    ui.strong(format!("{}. {}", hit.rank, hit.chunk.title));
-                    ui.small(format!(
-                        "{}:{}-{}",
-                        hit.chunk.path.display(),
-                        hit.chunk.lines.0,
-                        hit.chunk.lines.1
-                    ));
-                    ui.label(&hit.snippet.text);
-                    ui.add_space(6.0);
-                }
+            });
+        }
+        ui.horizontal_wrapped(|ui| {
+            if let Some(meta) = &m.meta {
+                ui.small(format!(
+                    "{} · {:.1} tok/s · {} {:.2} s · {} {}",
+                    meta.model,
+                    meta.tokens_per_s,
+                    t.first_token,
+                    meta.first_token_s,
+                    meta.answer_tokens,
+                    t.tokens
+                ));
+            }
+            if ui.small_button(t.copy).clicked() {
+                ui.ctx().copy_text(m.message.content.clone());
+            }
+            if last {
+                regenerate = ui.small_button(t.regenerate).clicked();
             }
         });
+        let cited = crate::answer::citations(&m.message.content, m.sources.len());
+        for s in &m.sources {
+            let text = format!("[{}] {} · {}", s.n, s.chunk.title, place(&s.chunk));
+            let link = if cited.contains(&s.n) {
+                ui.link(text)
+            } else {
+                ui.link(egui::RichText::new(text).weak())
+                    .on_hover_text(t.not_cited)
+            };
+            if link
+                .on_hover_text(s.chunk.path.display().to_string())
+                .clicked()
+            {
+                worker.send(Request::Read(s.chunk.chunk_id));
+            }
+        }
+        ui.separator();
+        regenerate
+    }
+
+    /// Asks the last question again; its answer is replaced as the new one streams in.
+    fn regenerate(&mut self, worker: &Worker) {
+        let (Some(chat), Some(at)) = (
+            self.current,
+            self.messages
+                .iter()
+                .rposition(|m| m.message.role == Role::User),
+        ) else {
+            return;
+        };
+        let question = self.messages[at].message.content.clone();
+        self.messages.truncate(at);
+        self.busy = true;
+        self.pending = Some((question, String::new()));
+        worker.send(Request::Regenerate(chat));
+    }
+
+    fn keyword_results(&self, ui: &mut egui::Ui, t: &Strings, worker: &Worker) {
+        let Some(r) = &self.results else { return };
+        ui.weak(t.no_model);
+        if r.results.is_empty() {
+            ui.label(t.no_results);
+        }
+        for hit in &r.results {
+            let title = ui.link(format!("{}. {}", hit.rank, hit.chunk.title));
+            if title.clicked() {
+                worker.send(Request::Read(hit.chunk.chunk_id));
+            }
+            ui.small(place(&hit.chunk))
+                .on_hover_text(hit.chunk.path.display().to_string());
+            ui.label(&hit.snippet.text);
+            ui.add_space(6.0);
+        }
+    }
+}
+
+fn question(ui: &mut egui::Ui, text: &str) {
+    ui.add_space(6.0);
+    ui.label(egui::RichText::new(text).strong());
+    ui.add_space(4.0);
+}
+
+/// Where a passage is, short: the file name and its lines or page (the full path on hover).
+fn place(chunk: &crate::catalog::ChunkRecord) -> String {
+    let file = chunk
+        .path
+        .file_name()
+        .map_or(String::new(), |n| n.to_string_lossy().into_owned());
+    match chunk.page {
+        Some(p) => format!("{file} p. {p}"),
+        None => format!("{file}:{}-{}", chunk.lines.0, chunk.lines.1),
     }
 }

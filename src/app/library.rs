@@ -2,11 +2,13 @@
 //! indexing progress with a cancel button.
 
 use super::text::Strings;
-use super::worker::{IndexProgress, Request, Update, Worker};
+use super::worker::{IndexProgress, Update, Worker};
 use crate::library::LibraryStatus;
 
 #[derive(Default)]
 pub struct LibraryView {
+    /// Where the heading was drawn (the screenshot's glyph check looks there).
+    pub heading: Option<egui::Rect>,
     status: Option<LibraryStatus>,
     progress: Option<IndexProgress>,
     last_error: Option<String>,
@@ -26,18 +28,17 @@ impl LibraryView {
         }
     }
 
+    pub fn has_reported(&self) -> bool {
+        self.status.is_some()
+    }
+
+    /// No folder yet (first run); false until the library has reported.
+    pub fn is_empty(&self) -> bool {
+        self.status.as_ref().is_some_and(|s| s.folders.is_empty())
+    }
+
     pub fn ui(&mut self, ui: &mut egui::Ui, t: &Strings, worker: &Worker) {
-        ui.heading(t.library);
-        let dropped: Vec<_> = ui.input(|i| {
-            i.raw
-                .dropped_files
-                .iter()
-                .map(|f| f.path().to_path_buf())
-                .collect()
-        });
-        if !dropped.is_empty() {
-            worker.send(Request::Index(dropped));
-        }
+        self.heading = Some(ui.heading(t.library).rect);
         if ui.button(t.add_folder).clicked() {
             worker.pick_folder();
         }
@@ -72,17 +73,30 @@ impl LibraryView {
         let Some(status) = &self.status else { return };
         egui::ScrollArea::vertical().show(ui, |ui| {
             for f in &status.folders {
-                ui.label(f.folder.path.display().to_string());
+                let name = f
+                    .folder
+                    .path
+                    .file_name()
+                    .map_or(f.folder.path.display().to_string(), |n| {
+                        n.to_string_lossy().into_owned()
+                    });
+                ui.strong(name)
+                    .on_hover_text(f.folder.path.display().to_string());
                 ui.small(format!(
                     "{} {} · {} {} · {} {}",
                     f.indexed, t.indexed, f.chunks, t.chunks, f.failed, t.failed
                 ));
             }
             for failed in &status.failed {
+                let name = failed
+                    .path
+                    .file_name()
+                    .map_or(String::new(), |n| n.to_string_lossy().into_owned());
                 ui.colored_label(
                     ui.visuals().warn_fg_color,
-                    format!("{}: {}", failed.path.display(), failed.error),
-                );
+                    format!("{name}: {}", failed.error),
+                )
+                .on_hover_text(failed.path.display().to_string());
             }
         });
     }

@@ -1,52 +1,83 @@
 //! The desktop app (eframe with the wgpu renderer). A thin shell: each panel keeps its own view
-//! state and draws; the library and the model work on the `worker` thread and report back
-//! through a channel, so the UI thread never waits for them.
+//! state and draws; the library and the model work on a background thread (`worker` sends to
+//! it, `background` serves) and report back through a channel, so the UI thread never waits.
 
+mod background;
 mod chat;
 mod fonts;
 mod inspector;
 mod library;
+mod models;
+mod reader;
+mod screenshot;
+mod settings;
 mod text;
 mod worker;
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 pub use inspector::Tab;
+pub use settings::{Settings, Theme};
 pub use text::Lang;
-pub use worker::{Request, Update, Worker};
+pub use worker::{Job, Request, Update, Worker};
 
 /// The whole window's state.
 pub struct GlassboxApp {
     /// The context to wake when background work reports; known from the first frame on.
     ctx: Arc<OnceLock<egui::Context>>,
     worker: Worker,
-    lang: Lang,
+    settings: Settings,
+    /// The settings the worker last heard of.
+    sent: Settings,
+    settings_open: bool,
+    /// Whether the theme has been applied once.
+    themed: bool,
+    job: Option<Job>,
+    notice: Option<String>,
+    memory: (Instant, Option<u64>),
     library: library::LibraryView,
     chat: chat::ChatView,
     inspector: inspector::InspectorView,
+    reader: reader::ReaderView,
+    models: models::ModelsView,
+    screenshot: Option<screenshot::Screenshot>,
 }
 
 impl GlassboxApp {
-    /// An app over the library in `data_dir`, answering with the GGUF model at `llm` when given
-    /// (keyword search works without one).
-    pub fn new(data_dir: PathBuf, llm: Option<PathBuf>, lang: Lang) -> Self {
+    /// An app over the library in `data_dir`.
+    pub fn new(data_dir: PathBuf, settings: Settings) -> Self {
         let ctx: Arc<OnceLock<egui::Context>> = Arc::default();
         let wake = ctx.clone();
-        let worker = Worker::start(data_dir, llm, move || {
+        let worker = Worker::start(data_dir, settings.clone(), move || {
             if let Some(ctx) = wake.get() {
                 ctx.request_repaint();
             }
         });
-        worker.send(Request::Refresh);
         GlassboxApp {
             ctx,
             worker,
-            lang,
+            sent: settings.clone(),
+            settings,
+            settings_open: false,
+            themed: false,
+            job: None,
+            notice: None,
+            memory: (Instant::now(), crate::models::fit::resident_memory()),
             library: library::LibraryView::default(),
             chat: chat::ChatView::default(),
             inspector: inspector::InspectorView::default(),
+            reader: reader::ReaderView::default(),
+            models: models::ModelsView::default(),
+            screenshot: None,
         }
+    }
+
+    /// Saves a picture of the window to `path` once it has settled, then closes it.
+    pub fn with_screenshot(mut self, path: PathBuf) -> Self {
+        self.screenshot = Some(screenshot::Screenshot::new(path));
+        self
     }
 
     /// Which inspector tab is open.
@@ -54,44 +85,213 @@ impl GlassboxApp {
         self.inspector.tab
     }
 
-    /// One frame: take what the worker reported, then draw the three panels.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// One frame: take what the worker reported, then draw the panels.
     pub fn show(&mut self, ui: &mut egui::Ui) {
-        if self.ctx.set(ui.ctx().clone()).is_ok() {
-            fonts::install(ui.ctx());
+        let ctx = ui.ctx().clone();
+        if self.ctx.set(ctx.clone()).is_ok() {
+            fonts::install(&ctx);
         }
-        for update in self.worker.poll() {
-            self.library.apply(&update);
-            self.chat.apply(&update);
-            self.inspector.apply(&update);
-        }
-        let t = text::strings(self.lang);
-        egui::Panel::top("top").show(ui, |ui| {
-            ui.horizontal(|ui| {
-                ui.heading("Glassbox");
-                ui.separator();
-                ui.label(t.language);
-                ui.selectable_value(&mut self.lang, Lang::Ko, "한국어");
-                ui.selectable_value(&mut self.lang, Lang::En, "English");
-            });
-        });
+        self.receive();
+        self.take_drops(&ctx);
+        self.configure(&ctx);
+        let t = text::strings(self.settings.lang);
+        egui::Panel::top("top").show(ui, |ui| self.top_bar(ui, t));
+        egui::Panel::bottom("status").show(ui, |ui| self.status_bar(ui, t));
         egui::Panel::left("library")
             .default_size(260.0)
             .show(ui, |ui| self.library.ui(ui, t, &self.worker));
         egui::Panel::right("inspector")
-            .default_size(360.0)
-            .show(ui, |ui| self.inspector.ui(ui, t, self.lang));
-        egui::CentralPanel::default_margins().show(ui, |ui| self.chat.ui(ui, t, &self.worker));
+            .default_size(380.0)
+            .show(ui, |ui| {
+                self.inspector
+                    .ui(ui, t, self.settings.lang, &mut self.settings, &self.worker)
+            });
+        egui::CentralPanel::default_margins().show(ui, |ui| {
+            if self.library.is_empty() {
+                self.first_run(ui, t);
+            }
+            self.chat.ui(ui, t, &self.worker);
+        });
+        self.reader.show(&ctx, t);
+        if let Some(llm) = self.models.show(&ctx, t) {
+            self.settings.llm = Some(llm);
+        }
+        if self.settings_open {
+            let mut open = true;
+            egui::Window::new(t.settings)
+                .open(&mut open)
+                .show(&ctx, |ui| self.settings.ui(ui, t));
+            self.settings_open = open;
+        }
+    }
+
+    fn receive(&mut self) {
+        for update in self.worker.poll() {
+            match &update {
+                Update::Job(job) => self.job = *job,
+                Update::Notice(n) => self.notice = Some(n.clone()),
+                Update::Reading(r) => self.reader.open(r.clone()),
+                _ => {}
+            }
+            self.library.apply(&update);
+            self.chat.apply(&update);
+            self.inspector.apply(&update);
+        }
+    }
+
+    /// Files dropped on the window: a .gguf becomes the answering model, the rest is indexed.
+    fn take_drops(&mut self, ctx: &egui::Context) {
+        let dropped: Vec<PathBuf> = ctx.input(|i| {
+            i.raw
+                .dropped_files
+                .iter()
+                .map(|f| f.path().to_path_buf())
+                .collect()
+        });
+        let (models, documents): (Vec<PathBuf>, Vec<PathBuf>) =
+            dropped.into_iter().partition(|p| {
+                p.extension()
+                    .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+            });
+        if let Some(model) = models.into_iter().next() {
+            self.settings.llm = Some(model);
+        }
+        if !documents.is_empty() {
+            self.worker.send(Request::Index(documents));
+        }
+    }
+
+    /// Tells the worker about changed settings and applies the theme.
+    fn configure(&mut self, ctx: &egui::Context) {
+        if self.settings.theme != self.sent.theme || !self.themed {
+            self.themed = true;
+            ctx.set_theme(self.settings.theme.preference());
+        }
+        if self.settings != self.sent {
+            self.sent = self.settings.clone();
+            self.worker
+                .send(Request::Configure(Box::new(self.settings.clone())));
+        }
+    }
+
+    fn top_bar(&mut self, ui: &mut egui::Ui, t: &text::Strings) {
+        ui.horizontal(|ui| {
+            ui.heading("Glassbox");
+            ui.separator();
+            let name = |p: &PathBuf| {
+                p.file_name()
+                    .map_or(String::new(), |n| n.to_string_lossy().into_owned())
+            };
+            let current = self.settings.llm.as_ref().map_or(t.no_llm.to_owned(), name);
+            let label = ui.label(t.model);
+            egui::ComboBox::from_id_salt("llm")
+                .selected_text(current)
+                .width(240.0)
+                .show_ui(ui, |ui| {
+                    ui.selectable_value(&mut self.settings.llm, None, t.no_llm);
+                    let mut installed = models::installed_llms();
+                    if let Some(own) = &self.settings.llm
+                        && !installed.iter().any(|(_, p)| p == own)
+                    {
+                        installed.push((name(own), own.clone()));
+                    }
+                    for (id, path) in installed {
+                        ui.selectable_value(&mut self.settings.llm, Some(path), id);
+                    }
+                })
+                .response
+                .labelled_by(label.id);
+            if ui.button(t.get_models).clicked() {
+                self.models.open = true;
+            }
+            ui.separator();
+            ui.label(format!(
+                "CPU · {} {}",
+                t.attention,
+                self.settings.attention.name()
+            ));
+            ui.separator();
+            if self.memory.0.elapsed().as_secs() >= 1 {
+                self.memory = (Instant::now(), crate::models::fit::resident_memory());
+            }
+            if let Some(bytes) = self.memory.1 {
+                ui.label(format!("{} {:.0} MB", t.memory, bytes as f64 / 1e6));
+            }
+            ui.separator();
+            if ui.button(t.settings).clicked() {
+                self.settings_open = true;
+            }
+            ui.selectable_value(&mut self.settings.lang, Lang::Ko, "한국어");
+            ui.selectable_value(&mut self.settings.lang, Lang::En, "English");
+        });
+    }
+
+    fn status_bar(&self, ui: &mut egui::Ui, t: &text::Strings) {
+        ui.horizontal(|ui| {
+            match self.job {
+                Some(job) => {
+                    ui.spinner();
+                    ui.label(t.job(job));
+                }
+                None => {
+                    ui.weak(t.idle);
+                }
+            }
+            if let Some(n) = &self.notice {
+                ui.separator();
+                ui.weak(format!("{} {n}", t.exported));
+            }
+        });
+    }
+
+    /// What to do first, until the library has a folder.
+    fn first_run(&mut self, ui: &mut egui::Ui, t: &text::Strings) {
+        egui::Frame::group(ui.style()).show(ui, |ui| {
+            ui.heading(t.welcome);
+            ui.horizontal(|ui| {
+                ui.label(t.step_folder);
+                if ui.button(t.add_folder).clicked() {
+                    self.worker.pick_folder();
+                }
+            });
+            ui.horizontal(|ui| {
+                ui.label(t.step_model);
+                if ui.button(t.get_models).clicked() {
+                    self.models.open = true;
+                }
+            });
+            ui.weak(t.keyword_first);
+        });
     }
 }
 
 impl eframe::App for GlassboxApp {
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         self.show(ui);
+        if let Some(shot) = &mut self.screenshot {
+            let ready = self.library.has_reported() && self.job.is_none();
+            shot.frame(ui.ctx(), ready, self.library.heading);
+        }
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        eframe::set_value(storage, settings::KEY, &self.settings);
     }
 }
 
-/// Opens the window and runs until it is closed.
-pub fn run(data_dir: PathBuf, llm: Option<PathBuf>, lang: Lang) -> eframe::Result<()> {
+/// Opens the window and runs until it is closed. The saved settings are read first; a data
+/// directory or model given on the command line (`llm`) wins over them, and `fallback_llm`
+/// answers when neither names a model.
+pub fn run(
+    data_dir: Option<PathBuf>,
+    llm: Option<PathBuf>,
+    fallback_llm: Option<PathBuf>,
+    screenshot: Option<PathBuf>,
+) -> eframe::Result<()> {
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("Glassbox")
@@ -103,6 +303,19 @@ pub fn run(data_dir: PathBuf, llm: Option<PathBuf>, lang: Lang) -> eframe::Resul
     eframe::run_native(
         "Glassbox",
         options,
-        Box::new(move |_| Ok(Box::new(GlassboxApp::new(data_dir, llm, lang)))),
+        Box::new(move |cc| {
+            let mut settings: Settings = cc
+                .storage
+                .and_then(|s| eframe::get_value(s, settings::KEY))
+                .unwrap_or_default();
+            settings.llm = llm.or(settings.llm).or(fallback_llm);
+            let dir = data_dir.or(settings.data_dir.clone());
+            let dir = crate::library::resolve_data_dir(dir)?;
+            let app = GlassboxApp::new(dir, settings);
+            Ok(Box::new(match screenshot {
+                Some(path) => app.with_screenshot(path),
+                None => app,
+            }))
+        }),
     )
 }

@@ -1,25 +1,45 @@
-//! The background side of the app: one thread with a tokio runtime that owns the library and the
-//! language model and serves requests in order, reporting through a channel and waking the UI.
-//! Cancelling indexing and stopping an answer are flags the UI sets directly, so they act even
-//! while the thread is busy.
+//! The app's messenger to the background: requests go to one thread (see `background`) that owns
+//! the library and the language model and serves them in order; what it reports comes back
+//! through a channel, and it wakes the UI. Cancelling indexing and stopping an answer are flags
+//! the UI sets directly, so they act even while that thread is busy.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
-use crate::Library;
-use crate::answer::{Answer, AskOptions};
-use crate::library::{IndexOptions, IndexSummary, LibraryStatus, Progress};
-use crate::llm::{Engine, EngineOptions};
-use crate::retrieve::{SearchOptions, SearchResponse};
+use super::background::Background;
+use super::settings::Settings;
+use crate::answer::Answer;
+use crate::catalog::{ChatSummary, StoredMessage};
+use crate::ingest::reader::Reading;
+use crate::library::{IndexSummary, LibraryStatus};
+use crate::retrieve::SearchResponse;
+use crate::viz::attention::Heatmap;
+use crate::viz::space::Space;
 
 pub enum Request {
     /// Add these folders or files to the library and index them.
     Index(Vec<PathBuf>),
-    /// Answer with the model, or search when there is none.
-    Ask(String),
+    /// Answer with the model in this chat (a new one when `None`), or search when there is no
+    /// model.
+    Ask {
+        chat: Option<i64>,
+        question: String,
+    },
+    /// Answer the chat's last question again, replacing its answer.
+    Regenerate(i64),
+    /// The settings changed: models are reloaded as needed.
+    Configure(Box<Settings>),
+    Chats,
+    OpenChat(i64),
+    RenameChat(i64, String),
+    DeleteChat(i64),
+    ExportChat(i64, PathBuf),
+    /// Show this chunk where it stands in its document.
+    Read(i64),
+    /// Project the library's vectors for the embedding-space panel.
+    Space,
     Refresh,
 }
 
@@ -53,15 +73,53 @@ impl IndexProgress {
     }
 }
 
+/// What the background thread is doing, for the status bar.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Job {
+    LoadingModels,
+    Indexing,
+    Embedding { done: u64, total: u64 },
+    LoadingLlm,
+    Answering,
+    Projecting(f32),
+}
+
+/// An answer with what the inspector draws from it.
+pub struct Answered {
+    pub chat: i64,
+    pub answer: Answer,
+    /// The captured layer's attention, one row per answer token.
+    pub heatmap: Heatmap,
+    /// The text of each prompt token and each answer token.
+    pub prompt_pieces: Vec<String>,
+    pub answer_pieces: Vec<String>,
+    pub n_layer: usize,
+    pub n_head: usize,
+    pub n_kv_head: usize,
+    /// Where the question lands in the embedding space, when it has been projected.
+    pub question_point: Option<[f32; 2]>,
+}
+
 pub enum Update {
     Status(LibraryStatus),
     Progress(IndexProgress),
     Indexed(IndexSummary),
-    /// Search results (no model): the passages and how they were found.
-    Results(Box<SearchResponse>),
+    Job(Option<Job>),
+    /// Search results (no model): the passages and how they were found, and where the
+    /// question lands in the embedding space.
+    Results(Box<SearchResponse>, Option<[f32; 2]>),
     /// A piece of the answer being written.
     AnswerText(String),
-    Answered(Box<Answer>),
+    Answered(Box<Answered>),
+    Chats(Vec<ChatSummary>),
+    ChatOpened(i64, Vec<StoredMessage>),
+    /// The chat shown was deleted.
+    ChatClosed(i64),
+    Reading(Box<Reading>),
+    /// The library's embedding space; `None` without vectors to project.
+    Space(Option<Arc<Space>>),
+    /// A finished action worth telling the user about.
+    Notice(String),
     /// Something failed; the message says what and what to do.
     Failed(String),
 }
@@ -76,24 +134,23 @@ pub struct Worker {
 impl Worker {
     pub fn start(
         data_dir: PathBuf,
-        llm: Option<PathBuf>,
+        settings: Settings,
         wake: impl Fn() + Send + Sync + 'static,
     ) -> Worker {
         let (requests, inbox) = channel();
         let (outbox, updates) = channel();
         let cancel_index = Arc::new(AtomicBool::new(false));
         let stop_answer = Arc::new(AtomicBool::new(false));
-        let state = Background {
+        let background = Background::new(
             outbox,
-            wake: Arc::new(wake),
-            cancel_index: cancel_index.clone(),
-            stop_answer: stop_answer.clone(),
-            llm,
-            engine: None,
-        };
+            Arc::new(wake),
+            cancel_index.clone(),
+            stop_answer.clone(),
+            settings,
+        );
         std::thread::Builder::new()
             .name("glassbox-worker".into())
-            .spawn(move || state.run(data_dir, inbox))
+            .spawn(move || background.run(data_dir, inbox))
             .expect("spawning the worker thread");
         Worker {
             requests,
@@ -107,7 +164,7 @@ impl Worker {
         if matches!(request, Request::Index(_)) {
             self.cancel_index.store(false, Ordering::Relaxed);
         }
-        if matches!(request, Request::Ask(_)) {
+        if matches!(request, Request::Ask { .. } | Request::Regenerate(_)) {
             self.stop_answer.store(false, Ordering::Relaxed);
         }
         // A closed channel means the worker has stopped and already reported why.
@@ -118,10 +175,30 @@ impl Worker {
     /// chooses, and the window must keep drawing), then indexes the chosen folder.
     pub fn pick_folder(&self) {
         self.cancel_index.store(false, Ordering::Relaxed);
+        self.dialog(|| {
+            rfd::FileDialog::new()
+                .pick_folder()
+                .map(|f| Request::Index(vec![f]))
+        });
+    }
+
+    /// Asks where to save a chat as Markdown, then writes it there.
+    pub fn export_chat(&self, chat: i64, title: &str) {
+        let name = format!("{}.md", title.replace(['/', '\\', ':'], "-"));
+        self.dialog(move || {
+            rfd::FileDialog::new()
+                .set_file_name(name)
+                .add_filter("Markdown", &["md"])
+                .save_file()
+                .map(|path| Request::ExportChat(chat, path))
+        });
+    }
+
+    fn dialog(&self, ask: impl FnOnce() -> Option<Request> + Send + 'static) {
         let requests = self.requests.clone();
         std::thread::spawn(move || {
-            if let Some(folder) = rfd::FileDialog::new().pick_folder() {
-                let _ = requests.send(Request::Index(vec![folder]));
+            if let Some(request) = ask() {
+                let _ = requests.send(request);
             }
         });
     }
@@ -137,135 +214,5 @@ impl Worker {
 
     pub fn stop_answer(&self) {
         self.stop_answer.store(true, Ordering::Relaxed);
-    }
-}
-
-struct Background {
-    outbox: Sender<Update>,
-    wake: Arc<dyn Fn() + Send + Sync>,
-    cancel_index: Arc<AtomicBool>,
-    stop_answer: Arc<AtomicBool>,
-    llm: Option<PathBuf>,
-    engine: Option<Engine>,
-}
-
-impl Background {
-    fn send(&self, update: Update) {
-        let _ = self.outbox.send(update);
-        (self.wake)();
-    }
-
-    fn run(mut self, data_dir: PathBuf, inbox: Receiver<Request>) {
-        let runtime = match tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(r) => r,
-            Err(e) => return self.send(Update::Failed(format!("cannot start: {e}"))),
-        };
-        let library = match runtime.block_on(Library::open(&data_dir)) {
-            Ok(l) => l,
-            Err(e) => return self.send(Update::Failed(e.to_string())),
-        };
-        while let Ok(request) = inbox.recv() {
-            let result = match request {
-                Request::Index(paths) => runtime.block_on(self.index(&library, &paths)),
-                Request::Ask(question) => runtime.block_on(self.ask(&library, &question)),
-                Request::Refresh => runtime.block_on(self.refresh(&library)),
-            };
-            if let Err(message) = result {
-                self.send(Update::Failed(message));
-            }
-        }
-        runtime.block_on(library.close());
-    }
-
-    async fn refresh(&self, library: &Library) -> Result<(), String> {
-        let status = library.status().await.map_err(|e| e.to_string())?;
-        self.send(Update::Status(status));
-        Ok(())
-    }
-
-    async fn index(&self, library: &Library, paths: &[PathBuf]) -> Result<(), String> {
-        let started = Instant::now();
-        let progress = Mutex::new((IndexProgress::default(), Instant::now()));
-        let (outbox, wake) = (self.outbox.clone(), self.wake.clone());
-        let report = |p: &Progress| {
-            let mut guard = progress.lock().unwrap_or_else(|e| e.into_inner());
-            let (state, last_sent) = &mut *guard;
-            match p {
-                Progress::Planned { files, bytes, .. } => {
-                    state.files_total = *files;
-                    state.bytes_total = *bytes;
-                }
-                Progress::File { path, bytes, error } => {
-                    state.files_done += 1;
-                    state.bytes_done += bytes;
-                    state.failed += usize::from(error.is_some());
-                    state.current = Some(path.clone());
-                }
-                Progress::Finishing => state.current = None,
-            }
-            state.seconds = started.elapsed().as_secs_f64();
-            // A few reports a second are enough for a progress bar.
-            if last_sent.elapsed() > Duration::from_millis(50)
-                || matches!(p, Progress::Planned { .. })
-            {
-                *last_sent = Instant::now();
-                let _ = outbox.send(Update::Progress(state.clone()));
-                wake();
-            }
-        };
-        let opts = IndexOptions {
-            cancel: self.cancel_index.clone(),
-        };
-        let summary = library.index(paths, &opts, &report).await;
-        let summary = summary.map_err(|e| e.to_string())?;
-        self.send(Update::Indexed(summary));
-        self.refresh(library).await
-    }
-
-    async fn ask(&mut self, library: &Library, question: &str) -> Result<(), String> {
-        let Some(path) = self.llm.clone() else {
-            let response = library
-                .search(question, &SearchOptions::default())
-                .await
-                .map_err(|e| e.to_string())?;
-            self.send(Update::Results(Box::new(response)));
-            return Ok(());
-        };
-        if self.engine.is_none() {
-            let engine = Engine::load(&path, &EngineOptions::default())
-                .map_err(|e| format!("cannot load the model {}: {e}", path.display()))?;
-            self.engine = Some(engine);
-        }
-        let engine = self.engine.as_mut().expect("loaded above");
-        let config = engine.model.config.clone();
-        let opts = AskOptions {
-            capture: crate::llm::CaptureSpec {
-                layers: vec![config.n_layer - 1],
-                heads: (0..config.n_head).collect(),
-            },
-            ..AskOptions::default()
-        };
-        let (outbox, wake) = (self.outbox.clone(), self.wake.clone());
-        let mut on_text = |piece: &str| {
-            let _ = outbox.send(Update::AnswerText(piece.to_owned()));
-            wake();
-        };
-        let stop = self.stop_answer.clone();
-        let answer = crate::answer::ask(
-            library,
-            engine,
-            &[],
-            question,
-            &opts,
-            Some(&stop),
-            &mut on_text,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        self.send(Update::Answered(Box::new(answer)));
-        Ok(())
     }
 }

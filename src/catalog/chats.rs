@@ -1,6 +1,7 @@
 //! Chat history: conversations and their messages.
 
 use super::Catalog;
+use crate::answer::{Answer, Source};
 use crate::error::Result;
 use crate::llm::{Message, Role};
 
@@ -70,14 +71,143 @@ impl Catalog {
                 .await?;
         Ok(rows
             .into_iter()
-            .map(|(role, content)| {
-                let role = match role.as_str() {
-                    "system" => Role::System,
-                    "assistant" => Role::Assistant,
-                    _ => Role::User,
-                };
-                Message::new(role, content)
+            .map(|(role, content)| Message::new(Role::parse(&role), content))
+            .collect())
+    }
+}
+
+/// A stored message with its id and, for answers, the passages it was given and how it was
+/// made.
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    pub id: i64,
+    pub message: Message,
+    pub sources: Vec<Source>,
+    pub meta: Option<AnswerMeta>,
+}
+
+/// What is shown under an answer.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AnswerMeta {
+    pub model: String,
+    pub tokens_per_s: f64,
+    pub first_token_s: f64,
+    pub answer_tokens: usize,
+}
+
+impl AnswerMeta {
+    pub fn of(answer: &Answer) -> AnswerMeta {
+        AnswerMeta {
+            model: answer.model.clone(),
+            tokens_per_s: answer.timings.decode_tokens_per_s,
+            first_token_s: answer.timings.first_token_s,
+            answer_tokens: answer.timings.answer_tokens,
+        }
+    }
+}
+
+impl Catalog {
+    /// The messages of a chat with their ids and cited sources, oldest first. Sources that no
+    /// longer parse (written by another version) are shown as none rather than failing the chat.
+    pub async fn stored_messages(&self, chat: i64) -> Result<Vec<StoredMessage>> {
+        let rows: Vec<(i64, String, String, String, String)> = sqlx::query_as(
+            "SELECT id, role, content, sources, meta FROM messages WHERE chat_id = ? ORDER BY id",
+        )
+        .bind(chat)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, role, content, sources, meta)| StoredMessage {
+                id,
+                message: Message::new(Role::parse(&role), content),
+                sources: serde_json::from_str(&sources).unwrap_or_default(),
+                meta: serde_json::from_str(&meta).ok(),
             })
             .collect())
     }
+
+    pub async fn rename_chat(&self, chat: i64, title: &str) -> Result<()> {
+        sqlx::query("UPDATE chats SET title = ? WHERE id = ?")
+            .bind(title)
+            .bind(chat)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes a chat and its messages.
+    pub async fn delete_chat(&self, chat: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM messages WHERE chat_id = ?")
+            .bind(chat)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM chats WHERE id = ?")
+            .bind(chat)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Deletes the messages of `chat` from `message` on (to regenerate an answer).
+    pub async fn truncate_chat(&self, chat: i64, message: i64) -> Result<()> {
+        sqlx::query("DELETE FROM messages WHERE chat_id = ? AND id >= ?")
+            .bind(chat)
+            .bind(message)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Stores a question and its answer; the answer keeps the sources it was given, so that
+    /// its citations open the right passages later.
+    pub async fn record_turn(&self, chat: i64, question: &str, answer: &Answer) -> Result<()> {
+        self.add_message(chat, &Message::new(Role::User, question), "[]")
+            .await?;
+        let id = self
+            .add_message(
+                chat,
+                &Message::new(Role::Assistant, answer.text.clone()),
+                &to_json(&answer.plan.sources, "[]"),
+            )
+            .await?;
+        sqlx::query("UPDATE messages SET meta = ? WHERE id = ?")
+            .bind(to_json(&AnswerMeta::of(answer), "{}"))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+/// Plain records always serialise; `empty` stands in should one ever not.
+fn to_json(value: &impl serde::Serialize, empty: &str) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| empty.to_owned())
+}
+
+/// A chat as Markdown: the questions as headings, the answers, and each answer's sources.
+pub fn to_markdown(title: &str, messages: &[StoredMessage]) -> String {
+    let mut md = format!("# {title}\n");
+    for m in messages {
+        match m.message.role {
+            Role::User => md.push_str(&format!("\n## {}\n", m.message.content.trim())),
+            _ => {
+                md.push_str(&format!("\n{}\n", m.message.content.trim()));
+                if !m.sources.is_empty() {
+                    md.push('\n');
+                }
+                for s in &m.sources {
+                    md.push_str(&format!(
+                        "- [{}] {} ({})\n",
+                        s.n,
+                        s.chunk.title,
+                        s.location()
+                    ));
+                }
+            }
+        }
+    }
+    md
 }

@@ -1,11 +1,11 @@
 //! The SQLite catalog (through sqlx): folders, documents, chunks, settings, and the index journal.
 //! It is the source of truth; the tantivy index is rebuilt from it when needed.
 
-mod chats;
+pub mod chats;
 mod embeddings;
 mod write;
 
-pub use chats::ChatSummary;
+pub use chats::{ChatSummary, StoredMessage};
 pub use embeddings::StoredVectors;
 pub use write::{DocWrite, FileMeta};
 
@@ -38,7 +38,7 @@ pub struct DocState {
 }
 
 /// A chunk as search results show it: the chunk with its document's path and title.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ChunkRecord {
     pub chunk_id: i64,
     pub document_id: i64,
@@ -260,6 +260,27 @@ impl Catalog {
         Ok(sqlx::query_scalar("SELECT id FROM chunks ORDER BY id")
             .fetch_all(&self.pool)
             .await?)
+    }
+
+    /// Every chunk's document, title and first characters, for the embedding-space picture.
+    pub async fn chunk_labels(&self) -> Result<Vec<crate::viz::space::PointLabel>> {
+        let rows: Vec<(i64, i64, String, String)> = sqlx::query_as(
+            "SELECT c.id, c.document_id, d.title, substr(c.text, 1, 200)
+             FROM chunks c JOIN documents d ON d.id = c.document_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(chunk_id, document_id, title, preview)| crate::viz::space::PointLabel {
+                    chunk_id,
+                    document_id,
+                    title,
+                    preview,
+                },
+            )
+            .collect())
     }
 
     /// Chunks with their documents, in the order of `ids`; ids that no longer exist are skipped.

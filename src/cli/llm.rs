@@ -398,23 +398,7 @@ pub async fn chat(
         };
         let history = catalog.messages(id).await?;
         let answer = ask_once(library, &mut engine, &history, &question, &opts, false).await?;
-        catalog
-            .add_message(id, &Message::new(Role::User, question), "[]")
-            .await?;
-        let cited: Vec<_> = answer
-            .plan
-            .sources
-            .iter()
-            .filter(|s| answer.citations.contains(&s.n))
-            .collect();
-        let sources = serde_json::to_string(&cited)?;
-        catalog
-            .add_message(
-                id,
-                &Message::new(Role::Assistant, answer.text.clone()),
-                &sources,
-            )
-            .await?;
+        catalog.record_turn(id, &question, &answer).await?;
     }
     Ok(ExitCode::SUCCESS)
 }

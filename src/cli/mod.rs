@@ -33,6 +33,10 @@ struct Cli {
     reranker: Option<String>,
     #[command(flatten)]
     llm: llm::LlmFlags,
+    /// With no command: open the window, save a picture of it to FILE (PNG) once it has drawn
+    /// and settled, and quit (for smoke tests and bug reports).
+    #[arg(long, value_name = "FILE")]
+    screenshot: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -151,7 +155,7 @@ fn parse_analyzer(name: &str) -> Result<Analyzer, String> {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let Some(command) = cli.command else {
-        return gui(cli.data_dir, &cli.llm);
+        return gui(cli.data_dir, &cli.llm, cli.screenshot);
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -354,16 +358,15 @@ fn explain(
 
 /// No command: the desktop app, over the same library and model the commands use. Without a
 /// downloaded model it still searches.
-fn gui(data_dir: Option<PathBuf>, llm: &llm::LlmFlags) -> ExitCode {
-    let dir = match resolve_data_dir(data_dir) {
-        Ok(dir) => dir,
-        Err(err) => {
-            eprintln!("error: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let model = llm::resolve(llm.llm.as_deref()).ok();
-    match glassbox::app::run(dir, model, glassbox::app::Lang::from_locale()) {
+fn gui(data_dir: Option<PathBuf>, llm: &llm::LlmFlags, screenshot: Option<PathBuf>) -> ExitCode {
+    // A model named on the command line wins; else the saved choice; else the default model
+    // when it is downloaded.
+    let chosen = llm
+        .llm
+        .as_ref()
+        .and_then(|_| llm::resolve(llm.llm.as_deref()).ok());
+    let fallback = llm::resolve(None).ok();
+    match glassbox::app::run(data_dir, chosen, fallback, screenshot) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!(

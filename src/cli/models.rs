@@ -2,9 +2,9 @@
 
 use clap::Subcommand;
 use glassbox::Library;
-use glassbox::embed::{CrossEncoder, Embedder, EmbedderOptions};
+use glassbox::embed::CrossEncoder;
 use glassbox::library::ActiveEmbedder;
-use glassbox::models::{self, Hub, Role};
+use glassbox::models::{self, Hub};
 use indicatif::ProgressBar;
 use std::sync::Arc;
 
@@ -103,56 +103,12 @@ pub async fn embedder(
     library: &Library,
     flag: Option<&str>,
 ) -> anyhow::Result<Option<ActiveEmbedder>> {
-    let Some(choice) = choice(library, flag, Role::Embedder).await? else {
-        return Ok(None);
-    };
-    let resolved = models::resolve(&choice, &Hub::from_env())?;
-    let opts = resolved
-        .spec
-        .as_ref()
-        .map(|s| s.embedder_options())
-        .unwrap_or_else(EmbedderOptions::default);
-    let model = Embedder::load(&resolved.dir, &opts)?;
-    Ok(Some(ActiveEmbedder {
-        id: resolved.id,
-        model: Arc::new(model),
-    }))
+    Ok(models::active::embedder(library, flag).await?)
 }
 
 pub async fn reranker(
     library: &Library,
     flag: Option<&str>,
 ) -> anyhow::Result<Option<Arc<CrossEncoder>>> {
-    let Some(choice) = choice(library, flag, Role::Reranker).await? else {
-        return Ok(None);
-    };
-    let resolved = models::resolve(&choice, &Hub::from_env())?;
-    let max_tokens = resolved.spec.as_ref().map(|s| s.max_tokens);
-    Ok(Some(Arc::new(CrossEncoder::load(
-        &resolved.dir,
-        max_tokens,
-    )?)))
-}
-
-async fn choice(
-    library: &Library,
-    flag: Option<&str>,
-    role: Role,
-) -> anyhow::Result<Option<String>> {
-    let key = if role == Role::Embedder {
-        "embedder"
-    } else {
-        "reranker"
-    };
-    let chosen = match flag {
-        Some(flag) => Some(flag.to_owned()),
-        None => library.catalog().setting(key).await?,
-    };
-    Ok(match chosen {
-        Some(c) if c == "none" => None,
-        Some(c) => Some(c),
-        None => models::default_for(role)
-            .filter(|s| Hub::from_env().cached_dir(s).is_some())
-            .map(|s| s.id),
-    })
+    Ok(models::active::reranker(library, flag).await?)
 }

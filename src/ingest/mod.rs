@@ -9,6 +9,7 @@ mod html;
 mod markdown;
 mod office;
 mod pdf;
+pub mod reader;
 pub mod walk;
 
 pub use chunk::{ApproxTokens, Chunk, ChunkOptions, TokenCounter};

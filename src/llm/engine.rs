@@ -18,7 +18,9 @@ use super::template::{ChatTemplate, Message};
 use super::tokenizer::LlmTokenizer;
 
 /// Which attention implementation runs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum AttentionKind {
     /// Reference CPU attention with llama.cpp's rounding (for exact comparisons).
@@ -29,6 +31,15 @@ pub enum AttentionKind {
 }
 
 impl AttentionKind {
+    pub const ALL: [AttentionKind; 2] = [AttentionKind::Cpu, AttentionKind::CpuFused];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            AttentionKind::Cpu => "cpu",
+            AttentionKind::CpuFused => "cpu-fused",
+        }
+    }
+
     fn backend(self) -> Box<dyn AttentionBackend> {
         match self {
             AttentionKind::Cpu => Box::new(CpuAttention),
@@ -121,6 +132,10 @@ pub struct Generation {
     pub stop: StopReason,
     pub timings: Timings,
     pub attention: Vec<AttnRecord>,
+    /// Seconds from the call to each answer token (the first is the prefill's end).
+    pub token_times: Vec<f32>,
+    /// The KV cache as it stood at the last token, this sequence's blocks still held.
+    pub cache: CacheStats,
 }
 
 impl Engine {
@@ -228,7 +243,10 @@ impl Engine {
             });
         }
         let (seq, cached) = self.cache.begin(&req.prompt);
-        let result = self.run(seq, cached, req, cancel, on_text);
+        let mut result = self.run(seq, cached, req, cancel, on_text);
+        if let Ok(generation) = &mut result {
+            generation.cache = self.cache.stats();
+        }
         self.cache.end(seq);
         result
     }
@@ -252,6 +270,7 @@ impl Engine {
         let mut out = StopFilter::new(&req.stop);
         let mut utf8 = Utf8Stream::default();
         let mut ids = Vec::new();
+        let mut token_times = Vec::new();
         let mut attention = Vec::new();
         let mut pending: Vec<u32> = req.prompt[cached..].to_vec();
         let budget = req.max_tokens.min(self.window() - req.prompt.len());
@@ -283,6 +302,7 @@ impl Engine {
                 break StopReason::EndOfText;
             }
             ids.push(token);
+            token_times.push(start.elapsed().as_secs_f32());
             history.push(token);
             let piece = utf8.push(self.tokenizer.token_bytes(token));
             if out.push(&piece, on_text) {
@@ -304,6 +324,8 @@ impl Engine {
             stop,
             timings,
             attention,
+            token_times,
+            cache: CacheStats::default(),
         })
     }
 }

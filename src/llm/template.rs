@@ -25,6 +25,15 @@ impl Role {
             Role::Assistant => "assistant",
         }
     }
+
+    /// The role stored as `as_str` wrote it; anything unknown reads as the user's.
+    pub fn parse(name: &str) -> Role {
+        match name {
+            "system" => Role::System,
+            "assistant" => Role::Assistant,
+            _ => Role::User,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,6 +9,7 @@ use hf_hub::{Cache, Repo, RepoType};
 use sha2::{Digest, Sha256};
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Where models come from and where they go.
 #[derive(Debug, Clone)]
@@ -69,6 +70,17 @@ impl Hub {
         spec: &ModelSpec,
         progress: &mut dyn FnMut(DownloadProgress),
     ) -> Result<PathBuf, ModelError> {
+        self.download_cancellable(spec, &AtomicBool::new(false), progress)
+    }
+
+    /// As `download`, stopping before the next file once `cancel` is set (hf-hub cannot stop
+    /// within a file; a file already fetched stays in the cache, verified).
+    pub fn download_cancellable(
+        &self,
+        spec: &ModelSpec,
+        cancel: &AtomicBool,
+        progress: &mut dyn FnMut(DownloadProgress),
+    ) -> Result<PathBuf, ModelError> {
         let mut builder = ApiBuilder::from_cache(self.cache.clone()).with_progress(false);
         if let Some(endpoint) = &self.endpoint {
             builder = builder.with_endpoint(endpoint.clone());
@@ -84,6 +96,9 @@ impl Hub {
             let cached = self.snapshot_dir(spec).join(&file.name);
             if cached.is_file() {
                 continue;
+            }
+            if cancel.load(Ordering::Relaxed) {
+                return Err(fail(&file.name, "cancelled".into()));
             }
             let reporter = Reporter {
                 file: file.name.clone(),

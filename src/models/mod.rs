@@ -1,7 +1,9 @@
 //! Known models (the TOML files in `models/`, built into the binary), where they live on disk,
 //! and downloading them from the Hugging Face Hub into the standard Hugging Face cache.
 
+pub mod active;
 mod download;
+pub mod fit;
 
 pub use download::{DownloadProgress, Hub};
 

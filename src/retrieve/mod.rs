@@ -15,7 +15,7 @@ use crate::library::Library;
 use std::time::Instant;
 pub use trace::{SearchTrace, StageHit, Timings};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Mode {
     #[serde(rename = "bm25")]
     Bm25,

@@ -126,6 +126,87 @@ pub fn gqa_groups(n_head: usize, n_kv_head: usize) -> Vec<Vec<usize>> {
         .collect()
 }
 
+/// One captured layer's attention for the answer: for each captured head, one row per answer
+/// token (as the query) over every position up to it.
+#[derive(Clone, Debug, Default)]
+pub struct Heatmap {
+    pub layer: usize,
+    pub heads: Vec<usize>,
+    pub prompt_len: usize,
+    /// `rows[h][t]`: head `heads[h]`, answer token `t`.
+    rows: Vec<Vec<Vec<f32>>>,
+}
+
+impl Heatmap {
+    /// From captured `(head, query position, weights)` rows of one layer; rows of prompt
+    /// positions are left out.
+    pub fn new<'a>(
+        layer: usize,
+        prompt_len: usize,
+        records: impl IntoIterator<Item = (usize, usize, &'a [f32])>,
+    ) -> Heatmap {
+        let mut map = Heatmap {
+            layer,
+            prompt_len,
+            ..Heatmap::default()
+        };
+        for (head, pos, probs) in records {
+            let Some(t) = pos.checked_sub(prompt_len) else {
+                continue;
+            };
+            let h = match map.heads.iter().position(|&x| x == head) {
+                Some(h) => h,
+                None => {
+                    map.heads.push(head);
+                    map.rows.push(Vec::new());
+                    map.heads.len() - 1
+                }
+            };
+            let rows = &mut map.rows[h];
+            if rows.len() <= t {
+                rows.resize(t + 1, Vec::new());
+            }
+            rows[t] = probs.to_vec();
+        }
+        map
+    }
+
+    pub fn answer_len(&self) -> usize {
+        self.rows.iter().map(Vec::len).max().unwrap_or(0)
+    }
+
+    /// Answer token `t`'s weights over positions, for captured head `head` (an index into
+    /// `heads`) or the mean over the captured heads.
+    pub fn row(&self, head: Option<usize>, t: usize) -> Vec<f32> {
+        let pick = |h: usize| self.rows[h].get(t).map(Vec::as_slice).unwrap_or(&[]);
+        match head {
+            Some(h) if h < self.rows.len() => pick(h).to_vec(),
+            Some(_) => Vec::new(),
+            None => mean(&(0..self.rows.len()).map(pick).collect::<Vec<_>>()),
+        }
+    }
+
+    /// The picture: one row per answer token, positions summed into cells of equal width so
+    /// that there are at most `bins` columns; returns the rows and the positions per cell.
+    pub fn grid(&self, head: Option<usize>, bins: usize) -> (Vec<Vec<f32>>, usize) {
+        let positions = self.prompt_len + self.answer_len();
+        let width = positions.div_ceil(bins.max(1)).max(1);
+        let columns = positions.div_ceil(width);
+        let rows = (0..self.answer_len())
+            .map(|t| {
+                let mut cells: Vec<f32> = self
+                    .row(head, t)
+                    .chunks(width)
+                    .map(|c| c.iter().sum())
+                    .collect();
+                cells.resize(columns, 0.0);
+                cells
+            })
+            .collect();
+        (rows, width)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,5 +258,34 @@ mod tests {
             gqa_groups(9, 3),
             vec![vec![0, 1, 2], vec![3, 4, 5], vec![6, 7, 8]]
         );
+    }
+
+    #[test]
+    fn heatmap_rows_follow_answer_tokens_and_bins_keep_the_mass() {
+        let prompt_len = 5;
+        let a: Vec<f32> = vec![0.1, 0.2, 0.3, 0.1, 0.2, 0.1];
+        let b: Vec<f32> = vec![0.0, 0.0, 0.5, 0.0, 0.0, 0.25, 0.25];
+        let prompt_row = vec![1.0f32; 4];
+        let records = vec![
+            (3, 3, prompt_row.as_slice()),
+            (3, 5, a.as_slice()),
+            (1, 5, b[..6].as_ref()),
+            (3, 6, b.as_slice()),
+        ];
+        let map = Heatmap::new(7, prompt_len, records);
+        assert_eq!(map.heads, vec![3, 1]);
+        assert_eq!(map.answer_len(), 2);
+        assert_eq!(map.row(Some(0), 0), a);
+        let mean0 = map.row(None, 0);
+        assert!((mean0[2] - 0.4).abs() < 1e-6, "{mean0:?}");
+        let (grid, width) = map.grid(Some(0), 3);
+        assert_eq!(width, 3);
+        assert!(grid.iter().all(|r| r.len() == 3));
+        for (row, t) in grid.iter().zip(0..) {
+            let total: f32 = map.row(Some(0), t).iter().sum();
+            assert!((row.iter().sum::<f32>() - total).abs() < 1e-6);
+        }
+        // A causal row has nothing after its own position.
+        assert_eq!(grid[0][2], 0.0);
     }
 }

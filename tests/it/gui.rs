@@ -1,14 +1,16 @@
 //! The real app driven like a user, with egui_kittest: a real library in a temp folder, files
-//! dropped onto the window, the background indexer, a question answered from the keyword index
-//! (no model), and every inspector tab opened, in Korean and in English.
+//! dropped onto the window, the background indexer, questions answered from the keyword index
+//! and by SmolLM2 over MiniLM vectors, citations opened in the reader, chats kept in SQLite
+//! across restarts, Korean typed through the IME, and every inspector tab, in both languages.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use egui::accesskit::Role;
 use egui_kittest::Harness;
-use egui_kittest::kittest::Queryable;
-use glassbox::app::{GlassboxApp, Lang, Tab};
+use egui_kittest::kittest::{NodeT, Queryable};
+use glassbox::app::{GlassboxApp, Lang, Settings, Tab};
 
 /// A file dropped from the desktop, as the windowing integration hands it to egui.
 #[derive(Debug)]
@@ -24,21 +26,35 @@ impl egui::DroppedFile for DroppedPath {
     }
 }
 
+type App<'a> = Harness<'a, GlassboxApp>;
+
+fn harness<'a>(data: &Path, settings: Settings) -> App<'a> {
+    let app = GlassboxApp::new(data.to_owned(), settings);
+    let mut harness = Harness::builder()
+        .with_size([1280.0, 800.0])
+        .build_ui_state(|ui, app: &mut GlassboxApp| app.show(ui), app);
+    harness.step();
+    harness
+}
+
+fn english() -> Settings {
+    Settings {
+        lang: Lang::En,
+        ..Settings::default()
+    }
+}
+
 /// Whether some widget's label or text contains `text`.
-fn shows(harness: &Harness<'_, GlassboxApp>, text: &str) -> bool {
+fn shows(harness: &App<'_>, text: &str) -> bool {
     harness.query_all_by_label_contains(text).next().is_some()
 }
 
 /// Steps the UI until `done` holds (the worker reports between frames), or fails after a while.
-fn step_until(
-    harness: &mut Harness<'_, GlassboxApp>,
-    what: &str,
-    done: impl Fn(&Harness<'_, GlassboxApp>) -> bool,
-) {
+fn step_until(harness: &mut App<'_>, what: &str, done: impl Fn(&App<'_>) -> bool) {
     let start = Instant::now();
     while !done(harness) {
         assert!(
-            start.elapsed() < Duration::from_secs(120),
+            start.elapsed() < Duration::from_secs(240),
             "timed out waiting for {what}"
         );
         std::thread::sleep(Duration::from_millis(20));
@@ -46,46 +62,92 @@ fn step_until(
     }
 }
 
-#[test]
-fn dropped_files_are_indexed_searched_and_explained() {
-    let dir = tempfile::tempdir().unwrap();
-    let corpus = dir.path().join("corpus");
-    crate::common::copy_dir(&crate::common::data("en-corpus"), &corpus);
-    let app = GlassboxApp::new(dir.path().join("data"), None, Lang::En);
-    let mut harness = Harness::builder()
-        .with_size([1280.0, 800.0])
-        .build_ui_state(|ui, app: &mut GlassboxApp| app.show(ui), app);
-    harness.step();
-
+fn drop_folder(harness: &mut App<'_>, folder: &Path) {
     harness
         .input_mut()
         .dropped_files
-        .push(Arc::new(DroppedPath(corpus.clone())));
+        .push(Arc::new(DroppedPath(folder.to_owned())));
     harness.step();
-    step_until(&mut harness, "the dropped folder to be indexed", |h| {
-        shows(h, " indexed · ")
-    });
-    let folder = corpus.display().to_string();
-    assert!(shows(&harness, &folder), "the folder is listed");
+    step_until(
+        harness,
+        "the dropped folder to be indexed and embedded",
+        |h| shows(h, " indexed · ") && shows(h, "Idle"),
+    );
+}
 
+/// The question box: the text input that is not a chat title being renamed.
+fn question_box<'h>(harness: &'h App<'_>) -> egui_kittest::Node<'h> {
+    harness
+        .query_all_by_role(Role::MultilineTextInput)
+        .next()
+        .expect("the question box")
+}
+
+fn ask(harness: &mut App<'_>, question: &str) {
+    question_box(harness).focus();
+    harness.step();
+    question_box(harness).type_text(question);
+    harness.step();
     harness.get_by_label("Ask").click();
     harness.step();
+}
+
+fn corpus(dir: &Path) -> PathBuf {
+    let corpus = dir.join("corpus");
+    crate::common::copy_dir(&crate::common::data("en-corpus"), &corpus);
+    corpus
+}
+
+#[test]
+fn dropped_files_are_indexed_searched_and_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = corpus(dir.path());
+    let mut harness = harness(&dir.path().join("data"), english());
+    step_until(&mut harness, "the first-run guide", |h| {
+        shows(h, "Welcome to Glassbox")
+    });
+    drop_folder(&mut harness, &corpus);
+    assert!(shows(&harness, "corpus"), "the folder is listed");
+    assert!(!shows(&harness, "Welcome to Glassbox"), "the guide is gone");
+
+    // Korean through the input method: composing, then committing, lands in the question box.
+    question_box(&harness).focus();
+    harness.step();
+    for text in ["ㅅ", "사", "사워"] {
+        harness.event(egui::Event::Ime(egui::ImeEvent::Preedit {
+            text: text.into(),
+            active_range_chars: None,
+        }));
+        harness.step();
+    }
+    harness.event(egui::Event::Ime(egui::ImeEvent::Commit("사워도우".into())));
+    harness.step();
+    assert_eq!(question_box(&harness).value().as_deref(), Some("사워도우"));
+    harness.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::A);
+    harness.key_press(egui::Key::Backspace);
+    harness.step();
+    assert_eq!(question_box(&harness).value().as_deref(), Some(""));
+
     // An empty question asks nothing.
-    assert!(!shows(&harness, "No model yet"));
-    let question = "How do you revive a neglected sourdough starter?";
-    harness
-        .get_by_role(egui::accesskit::Role::TextInput)
-        .focus();
-    harness.step();
-    harness
-        .get_by_role(egui::accesskit::Role::TextInput)
-        .type_text(question);
-    harness.step();
     harness.get_by_label("Ask").click();
+    harness.step();
+    assert!(!shows(&harness, "No model yet"));
+    ask(
+        &mut harness,
+        "How do you revive a neglected sourdough starter?",
+    );
     step_until(&mut harness, "the search results", |h| {
         shows(h, "No model yet")
     });
     assert!(shows(&harness, "01-sourdough.md"));
+
+    // A result opens in the reader, highlighted in its file.
+    harness
+        .query_all_by_label_contains("1. ")
+        .next()
+        .expect("the first result")
+        .click();
+    step_until(&mut harness, "the reader", |h| shows(h, "Open file"));
 
     // The retrieval tab lists each passage with its BM25 rank; every tab opens and explains.
     assert_eq!(harness.state().tab(), Tab::Retrieval);
@@ -102,10 +164,145 @@ fn dropped_files_are_indexed_searched_and_explained() {
         assert!(shows(&harness, "What am I seeing?"));
     }
 
+    // Settings: a change reaches the app's settings (and eframe keeps them between runs).
+    harness.get_by_label("Settings").click();
+    step_until(&mut harness, "the settings window", |h| {
+        shows(h, "Retrieval mode")
+    });
+    harness.get_by_label("Dark").click();
+    harness.step();
+    assert_eq!(harness.state().settings().theme, glassbox::app::Theme::Dark);
+
     // Korean: the same window in the other language.
-    harness.get_by_label("한국어").click();
+    // The top bar's (the settings window has one too).
+    harness
+        .query_all_by_label("한국어")
+        .next()
+        .expect("the language switch")
+        .click_accesskit();
     // The click lands in this frame; the next one is drawn in Korean.
     harness.run_steps(2);
     assert!(shows(&harness, "무엇을 보고 있나요?"));
     assert!(shows(&harness, "라이브러리"));
+}
+
+/// A library whose embedder is the test MiniLM, as `glassbox models use` would set it.
+fn library_with_minilm(data: &Path) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let library = glassbox::Library::open(data).await.unwrap();
+        let minilm = crate::embed::minilm_dir();
+        library
+            .catalog()
+            .set_setting("embedder", &minilm.display().to_string())
+            .await
+            .unwrap();
+        library.close().await;
+    });
+}
+
+fn chats_listed(harness: &mut App<'_>) -> Vec<String> {
+    // By accessibility action: the reader window may lie over the chat bar.
+    harness.get_by_label("Chat").click_accesskit();
+    harness.run_steps(2);
+    let listed = harness
+        .query_all_by_label_contains(")")
+        .filter_map(|n| n.accesskit_node().label())
+        .collect();
+    harness.key_press(egui::Key::Escape);
+    harness.step();
+    listed
+}
+
+#[test]
+fn answers_cite_sources_and_chats_persist() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    library_with_minilm(&data);
+    let corpus = corpus(dir.path());
+    let settings = Settings {
+        llm: Some(crate::llm::smollm_path()),
+        max_tokens: 32,
+        temperature: 0.0,
+        k: 3,
+        ..english()
+    };
+    let mut harness = harness(&data, settings.clone());
+    drop_folder(&mut harness, &corpus);
+
+    let question = "How do you revive a neglected sourdough starter?";
+    ask(&mut harness, question);
+    step_until(&mut harness, "the answer", |h| shows(h, "Regenerate"));
+    assert!(shows(&harness, "tok/s"), "the answer's metadata");
+    assert!(shows(&harness, "01-sourdough.md"), "its sources");
+
+    // A source opens in the reader.
+    harness
+        .query_all_by_label_contains("[1] ")
+        .next()
+        .expect("source [1]")
+        .click();
+    step_until(&mut harness, "the reader", |h| shows(h, "Open file"));
+
+    // The inspector follows the answer.
+    harness.get_by_label("Attention").click();
+    harness.step();
+    assert!(shows(&harness, "Rows: answer tokens"));
+    assert!(shows(&harness, "KV 2:"), "SmolLM2's three KV heads, GQA");
+    harness.get_by_label("h4").click();
+    harness.step();
+    harness.get_by_label("Engine").click();
+    harness.step();
+    assert!(shows(&harness, "KV cache blocks"));
+    harness.get_by_label("Embedding space").click();
+    step_until(&mut harness, "the embedding space", |h| shows(h, "PC1"));
+
+    // Regenerating replaces the answer: still one question and one answer.
+    harness.get_by_label("Regenerate").click();
+    harness.step();
+    step_until(&mut harness, "the new answer", |h| shows(h, "Regenerate"));
+    let listed = chats_listed(&mut harness);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert!(listed[0].ends_with("(2)"), "{listed:?}");
+
+    // Rename.
+    harness.get_by_label("Rename").click_accesskit();
+    let editing = |h: &App<'_>| {
+        h.query_all_by_role(Role::TextInput)
+            .any(|n| n.value().as_deref() == Some(question))
+    };
+    step_until(&mut harness, "the title to be editable", editing);
+    harness
+        .query_all_by_role(Role::TextInput)
+        .find(|n| n.value().as_deref() == Some(question))
+        .unwrap()
+        .focus();
+    harness.step();
+    harness.key_press(egui::Key::End);
+    harness
+        .query_all_by_role(Role::TextInput)
+        .find(|n| n.value().as_deref() == Some(question))
+        .unwrap()
+        .type_text(" (renamed)");
+    harness.step();
+    harness.get_by_label("Save").click_accesskit();
+    step_until(&mut harness, "the new title", |h| {
+        h.query_all_by_role(Role::ComboBox)
+            .any(|n| n.value().is_some_and(|v| v.ends_with("(renamed)")))
+    });
+    drop(harness);
+
+    // After a restart the chat is still there and opens with its answer.
+    let mut harness = self::harness(&data, settings);
+    step_until(&mut harness, "the library", |h| shows(h, " indexed · "));
+    harness.get_by_label("Chat").click_accesskit();
+    harness.run_steps(2);
+    harness.get_by_label_contains("(renamed)").click_accesskit();
+    step_until(&mut harness, "the chat to open", |h| shows(h, "Regenerate"));
+    assert!(shows(&harness, question));
+
+    // Delete.
+    harness.get_by_label("Delete").click_accesskit();
+    step_until(&mut harness, "the chat to go", |h| !shows(h, "Regenerate"));
+    assert!(chats_listed(&mut harness).is_empty());
 }

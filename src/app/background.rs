@@ -1,0 +1,400 @@
+//! The thread behind the window: a tokio runtime that owns the library, its models and the
+//! language model, and serves the window's requests one at a time.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::settings::Settings;
+use super::worker::{Answered, IndexProgress, Job, Request, Update};
+use crate::Library;
+use crate::answer::Answer;
+use crate::catalog::chats::to_markdown;
+use crate::library::{IndexOptions, Progress};
+use crate::llm::{Engine, EngineOptions};
+use crate::viz::attention::Heatmap;
+use crate::viz::space::{self, Space};
+
+type Outcome = Result<(), String>;
+
+pub(super) struct Background {
+    outbox: Sender<Update>,
+    wake: Arc<dyn Fn() + Send + Sync>,
+    cancel_index: Arc<AtomicBool>,
+    stop_answer: Arc<AtomicBool>,
+    settings: Settings,
+    engine: Option<Engine>,
+    space: Option<Arc<Space>>,
+}
+
+fn text(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+impl Background {
+    pub(super) fn new(
+        outbox: Sender<Update>,
+        wake: Arc<dyn Fn() + Send + Sync>,
+        cancel_index: Arc<AtomicBool>,
+        stop_answer: Arc<AtomicBool>,
+        settings: Settings,
+    ) -> Background {
+        Background {
+            outbox,
+            wake,
+            cancel_index,
+            stop_answer,
+            settings,
+            engine: None,
+            space: None,
+        }
+    }
+
+    fn send(&self, update: Update) {
+        let _ = self.outbox.send(update);
+        (self.wake)();
+    }
+
+    pub(super) fn run(mut self, data_dir: PathBuf, inbox: Receiver<Request>) {
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(r) => r,
+            Err(e) => return self.send(Update::Failed(format!("cannot start: {e}"))),
+        };
+        let mut library = match runtime.block_on(Library::open(&data_dir)) {
+            Ok(l) => l,
+            Err(e) => return self.send(Update::Failed(e.to_string())),
+        };
+        if let Err(message) = runtime.block_on(self.start(&mut library)) {
+            self.send(Update::Failed(message));
+        }
+        while let Ok(request) = inbox.recv() {
+            let result = runtime.block_on(self.serve(&mut library, request));
+            self.send(Update::Job(None));
+            if let Err(message) = result {
+                self.send(Update::Failed(message));
+            }
+        }
+        runtime.block_on(library.close());
+    }
+
+    async fn start(&mut self, library: &mut Library) -> Outcome {
+        self.refresh(library).await?;
+        self.send(Update::Chats(
+            library.catalog().chats().await.map_err(text)?,
+        ));
+        self.send(Update::Job(Some(Job::LoadingModels)));
+        self.load_models(library).await?;
+        self.send(Update::Job(None));
+        Ok(())
+    }
+
+    /// The embedder (vector search) and, when re-ranking is on, the cross-encoder.
+    async fn load_models(&mut self, library: &mut Library) -> Outcome {
+        let embedder = crate::models::active::embedder(library, None).await;
+        library.set_embedder(embedder.map_err(text)?);
+        let reranker = if self.settings.rerank {
+            crate::models::active::reranker(library, None)
+                .await
+                .map_err(text)?
+        } else {
+            None
+        };
+        library.set_reranker(reranker);
+        Ok(())
+    }
+
+    async fn serve(&mut self, library: &mut Library, request: Request) -> Outcome {
+        let catalog = library.catalog();
+        match request {
+            Request::Index(paths) => self.index(library, &paths).await,
+            Request::Ask { chat, question } => self.ask(library, chat, &question).await,
+            Request::Regenerate(chat) => self.regenerate(library, chat).await,
+            Request::Configure(settings) => self.configure(library, *settings).await,
+            Request::Chats => {
+                self.send(Update::Chats(catalog.chats().await.map_err(text)?));
+                Ok(())
+            }
+            Request::OpenChat(chat) => self.open_chat(library, chat).await,
+            Request::RenameChat(chat, title) => {
+                catalog.rename_chat(chat, &title).await.map_err(text)?;
+                self.send(Update::Chats(catalog.chats().await.map_err(text)?));
+                Ok(())
+            }
+            Request::DeleteChat(chat) => {
+                catalog.delete_chat(chat).await.map_err(text)?;
+                self.send(Update::ChatClosed(chat));
+                self.send(Update::Chats(catalog.chats().await.map_err(text)?));
+                Ok(())
+            }
+            Request::ExportChat(chat, path) => self.export(library, chat, &path).await,
+            Request::Read(chunk) => {
+                let chunks = catalog.chunks(&[chunk]).await.map_err(text)?;
+                let Some(chunk) = chunks.first() else {
+                    return Err("this passage is no longer in the library".into());
+                };
+                let reading = crate::ingest::reader::read(chunk);
+                self.send(Update::Reading(Box::new(reading)));
+                Ok(())
+            }
+            Request::Space => self.project(library).await,
+            Request::Refresh => self.refresh(library).await,
+        }
+    }
+
+    async fn refresh(&self, library: &Library) -> Outcome {
+        let status = library.status().await.map_err(text)?;
+        self.send(Update::Status(status));
+        Ok(())
+    }
+
+    async fn configure(&mut self, library: &mut Library, settings: Settings) -> Outcome {
+        let old = std::mem::replace(&mut self.settings, settings);
+        if old.attention != self.settings.attention || old.llm != self.settings.llm {
+            // Loaded again, with the new choice, at the next question.
+            self.engine = None;
+        }
+        if old.rerank != self.settings.rerank {
+            self.send(Update::Job(Some(Job::LoadingModels)));
+            self.load_models(library).await?;
+        }
+        Ok(())
+    }
+
+    async fn index(&mut self, library: &Library, paths: &[PathBuf]) -> Outcome {
+        self.send(Update::Job(Some(Job::Indexing)));
+        let started = Instant::now();
+        let progress = Mutex::new((IndexProgress::default(), Instant::now()));
+        let (outbox, wake) = (self.outbox.clone(), self.wake.clone());
+        let report = |p: &Progress| {
+            let mut guard = progress.lock().unwrap_or_else(|e| e.into_inner());
+            let (state, last_sent) = &mut *guard;
+            match p {
+                Progress::Planned { files, bytes, .. } => {
+                    state.files_total = *files;
+                    state.bytes_total = *bytes;
+                }
+                Progress::File { path, bytes, error } => {
+                    state.files_done += 1;
+                    state.bytes_done += bytes;
+                    state.failed += usize::from(error.is_some());
+                    state.current = Some(path.clone());
+                }
+                Progress::Finishing => state.current = None,
+            }
+            state.seconds = started.elapsed().as_secs_f64();
+            // A few reports a second are enough for a progress bar.
+            if last_sent.elapsed() > Duration::from_millis(50)
+                || matches!(p, Progress::Planned { .. })
+            {
+                *last_sent = Instant::now();
+                let _ = outbox.send(Update::Progress(state.clone()));
+                wake();
+            }
+        };
+        let opts = IndexOptions {
+            cancel: self.cancel_index.clone(),
+        };
+        let summary = library.index(paths, &opts, &report).await.map_err(text)?;
+        self.send(Update::Indexed(summary));
+        self.refresh(library).await?;
+        let (outbox, wake) = (self.outbox.clone(), self.wake.clone());
+        let embedded = library
+            .embed_pending(&opts, &move |p| {
+                let job = Job::Embedding {
+                    done: p.done,
+                    total: p.total,
+                };
+                let _ = outbox.send(Update::Job(Some(job)));
+                wake();
+            })
+            .await
+            .map_err(text)?;
+        if embedded.embedded > 0 && self.space.take().is_some() {
+            // The picture changed; draw it again.
+            self.project(library).await?;
+        }
+        Ok(())
+    }
+
+    async fn ask(&mut self, library: &Library, chat: Option<i64>, question: &str) -> Outcome {
+        if self.settings.llm.is_none() {
+            let response = library
+                .search(question, &self.settings.search_options())
+                .await
+                .map_err(text)?;
+            let point = self.question_point(library, question);
+            self.send(Update::Results(Box::new(response), point));
+            return Ok(());
+        }
+        let catalog = library.catalog();
+        let chat = match chat {
+            Some(id) => id,
+            None => {
+                let title: String = question.chars().take(60).collect();
+                let id = catalog.create_chat(&title).await.map_err(text)?;
+                self.send(Update::Chats(catalog.chats().await.map_err(text)?));
+                id
+            }
+        };
+        let history = catalog.messages(chat).await.map_err(text)?;
+        let answer = self.generate(library, &history, question).await?;
+        catalog
+            .record_turn(chat, question, &answer)
+            .await
+            .map_err(text)?;
+        let answered = self.answered(library, chat, answer);
+        self.send(Update::Answered(Box::new(answered)));
+        self.open_chat(library, chat).await?;
+        self.send(Update::Chats(catalog.chats().await.map_err(text)?));
+        Ok(())
+    }
+
+    async fn regenerate(&mut self, library: &Library, chat: i64) -> Outcome {
+        let stored = library
+            .catalog()
+            .stored_messages(chat)
+            .await
+            .map_err(text)?;
+        let Some(last) = stored
+            .iter()
+            .rev()
+            .find(|m| m.message.role == crate::llm::Role::User)
+        else {
+            return Ok(());
+        };
+        let question = last.message.content.clone();
+        library
+            .catalog()
+            .truncate_chat(chat, last.id)
+            .await
+            .map_err(text)?;
+        self.ask(library, Some(chat), &question).await
+    }
+
+    async fn generate(
+        &mut self,
+        library: &Library,
+        history: &[crate::llm::Message],
+        question: &str,
+    ) -> Result<Answer, String> {
+        if self.engine.is_none() {
+            self.send(Update::Job(Some(Job::LoadingLlm)));
+            let path = self.settings.llm.clone().unwrap_or_default();
+            let options = EngineOptions {
+                attention: self.settings.attention,
+                ..EngineOptions::default()
+            };
+            let engine = Engine::load(&path, &options)
+                .map_err(|e| format!("cannot load the model {}: {e}", path.display()))?;
+            self.engine = Some(engine);
+        }
+        self.send(Update::Job(Some(Job::Answering)));
+        let engine = self.engine.as_mut().expect("loaded above");
+        let config = &engine.model.config;
+        let opts = self.settings.ask_options(config.n_layer, config.n_head);
+        let (outbox, wake) = (self.outbox.clone(), self.wake.clone());
+        let mut on_text = |piece: &str| {
+            let _ = outbox.send(Update::AnswerText(piece.to_owned()));
+            wake();
+        };
+        let stop = self.stop_answer.clone();
+        crate::answer::ask(
+            library,
+            engine,
+            history,
+            question,
+            &opts,
+            Some(&stop),
+            &mut on_text,
+        )
+        .await
+        .map_err(text)
+    }
+
+    /// The answer with its attention heatmap and token texts.
+    fn answered(&self, library: &Library, chat: i64, answer: Answer) -> Answered {
+        let engine = self
+            .engine
+            .as_ref()
+            .expect("an answer comes from a loaded engine");
+        let config = &engine.model.config;
+        let layer = answer.attention.first().map_or(0, |r| r.layer);
+        let heatmap = Heatmap::new(
+            layer,
+            answer.plan.prompt_tokens,
+            answer
+                .attention
+                .iter()
+                .map(|r| (r.row.head, r.row.pos, r.row.probs.as_slice())),
+        );
+        let pieces = |ids: &[u32]| ids.iter().map(|&id| engine.tokenizer.piece(id)).collect();
+        Answered {
+            chat,
+            heatmap,
+            prompt_pieces: pieces(&answer.plan.ids),
+            answer_pieces: pieces(&answer.ids),
+            n_layer: config.n_layer,
+            n_head: config.n_head,
+            n_kv_head: config.n_kv_head,
+            question_point: self.question_point(library, &answer.question),
+            answer,
+        }
+    }
+
+    fn question_point(&self, library: &Library, question: &str) -> Option<[f32; 2]> {
+        let space = self.space.as_ref()?;
+        space.place_question(library, question).ok().flatten()
+    }
+
+    async fn open_chat(&self, library: &Library, chat: i64) -> Outcome {
+        let messages = library
+            .catalog()
+            .stored_messages(chat)
+            .await
+            .map_err(text)?;
+        self.send(Update::ChatOpened(chat, messages));
+        Ok(())
+    }
+
+    async fn export(&self, library: &Library, chat: i64, path: &std::path::Path) -> Outcome {
+        let catalog = library.catalog();
+        let title = catalog
+            .chats()
+            .await
+            .map_err(text)?
+            .into_iter()
+            .find(|c| c.id == chat)
+            .map(|c| c.title)
+            .unwrap_or_default();
+        let messages = catalog.stored_messages(chat).await.map_err(text)?;
+        std::fs::write(path, to_markdown(&title, &messages))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        self.send(Update::Notice(path.display().to_string()));
+        Ok(())
+    }
+
+    async fn project(&mut self, library: &Library) -> Outcome {
+        self.send(Update::Job(Some(Job::Projecting(0.0))));
+        let (outbox, wake) = (self.outbox.clone(), self.wake.clone());
+        let mut last = Instant::now();
+        let mut progress = |p: f32| {
+            if last.elapsed() > Duration::from_millis(100) {
+                last = Instant::now();
+                let _ = outbox.send(Update::Job(Some(Job::Projecting(p))));
+                wake();
+            }
+        };
+        let never = AtomicBool::new(false);
+        let space = space::build(library, &never, &mut progress)
+            .await
+            .map_err(text)?;
+        self.space = space.map(Arc::new);
+        self.send(Update::Space(self.space.clone()));
+        Ok(())
+    }
+}
