@@ -12,6 +12,7 @@ use super::worker::{Answered, IndexProgress, Job, Request, Update};
 use crate::Library;
 use crate::answer::Answer;
 use crate::catalog::chats::to_markdown;
+use crate::library::watch::FolderWatcher;
 use crate::library::{IndexOptions, Progress};
 use crate::llm::{Engine, EngineOptions};
 use crate::viz::attention::Heatmap;
@@ -19,7 +20,13 @@ use crate::viz::space::{self, Space};
 
 type Outcome = Result<(), String>;
 
+/// How long watched folders must be quiet before their changes are indexed.
+const WATCH_QUIET: Duration = Duration::from_millis(1500);
+
 pub(super) struct Background {
+    /// The worker's own inbox, for the folder watcher to ask for re-indexing.
+    requests: Sender<Request>,
+    watcher: Option<FolderWatcher>,
     outbox: Sender<Update>,
     wake: Arc<dyn Fn() + Send + Sync>,
     cancel_index: Arc<AtomicBool>,
@@ -35,6 +42,7 @@ fn text(e: impl std::fmt::Display) -> String {
 
 impl Background {
     pub(super) fn new(
+        requests: Sender<Request>,
         outbox: Sender<Update>,
         wake: Arc<dyn Fn() + Send + Sync>,
         cancel_index: Arc<AtomicBool>,
@@ -42,6 +50,8 @@ impl Background {
         settings: Settings,
     ) -> Background {
         Background {
+            requests,
+            watcher: None,
             outbox,
             wake,
             cancel_index,
@@ -69,10 +79,14 @@ impl Background {
             Ok(l) => l,
             Err(e) => return self.send(Update::Failed(e.to_string())),
         };
+        self.start_watching(&data_dir);
         if let Err(message) = runtime.block_on(self.start(&mut library)) {
             self.send(Update::Failed(message));
         }
         while let Ok(request) = inbox.recv() {
+            if matches!(request, Request::Shutdown) {
+                break;
+            }
             let result = runtime.block_on(self.serve(&mut library, request));
             self.send(Update::Job(None));
             if let Err(message) = result {
@@ -82,8 +96,37 @@ impl Background {
         runtime.block_on(library.close());
     }
 
+    /// Changed files in watched folders come back as requests to index those folders.
+    fn start_watching(&mut self, data_dir: &std::path::Path) {
+        let requests = Mutex::new(self.requests.clone());
+        let started = FolderWatcher::start(WATCH_QUIET, data_dir.to_owned(), move |roots| {
+            let requests = requests.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = requests.send(Request::Index(roots));
+        });
+        match started {
+            Ok(watcher) => self.watcher = Some(watcher),
+            Err(e) => self.send(Update::Failed(e.to_string())),
+        }
+    }
+
+    /// Watches the library's watched folders (and stops watching the others).
+    async fn follow_folders(&mut self, library: &Library) -> Outcome {
+        let Some(watcher) = &mut self.watcher else {
+            return Ok(());
+        };
+        for folder in library.catalog().folders().await.map_err(text)? {
+            if folder.watched && folder.path.exists() {
+                watcher.watch(&folder.path).map_err(text)?;
+            } else {
+                watcher.unwatch(&folder.path);
+            }
+        }
+        Ok(())
+    }
+
     async fn start(&mut self, library: &mut Library) -> Outcome {
         self.refresh(library).await?;
+        self.follow_folders(library).await?;
         self.send(Update::Chats(
             library.catalog().chats().await.map_err(text)?,
         ));
@@ -115,6 +158,11 @@ impl Background {
             Request::Ask { chat, question } => self.ask(library, chat, &question).await,
             Request::Regenerate(chat) => self.regenerate(library, chat).await,
             Request::Configure(settings) => self.configure(library, *settings).await,
+            Request::Watch(folder, on) => {
+                catalog.set_watched(folder, on).await.map_err(text)?;
+                self.follow_folders(library).await?;
+                self.refresh(library).await
+            }
             Request::Chats => {
                 self.send(Update::Chats(catalog.chats().await.map_err(text)?));
                 Ok(())
@@ -143,6 +191,7 @@ impl Background {
             }
             Request::Space => self.project(library).await,
             Request::Refresh => self.refresh(library).await,
+            Request::Shutdown => Ok(()),
         }
     }
 
@@ -202,6 +251,7 @@ impl Background {
         let summary = library.index(paths, &opts, &report).await.map_err(text)?;
         self.send(Update::Indexed(summary));
         self.refresh(library).await?;
+        self.follow_folders(library).await?;
         let (outbox, wake) = (self.outbox.clone(), self.wake.clone());
         let embedded = library
             .embed_pending(&opts, &move |p| {

@@ -2,7 +2,7 @@
 //! indexing progress with a cancel button.
 
 use super::text::Strings;
-use super::worker::{IndexProgress, Update, Worker};
+use super::worker::{IndexProgress, Request, Update, Worker};
 use crate::library::LibraryStatus;
 
 #[derive(Default)]
@@ -80,8 +80,14 @@ impl LibraryView {
                     .map_or(f.folder.path.display().to_string(), |n| {
                         n.to_string_lossy().into_owned()
                     });
-                ui.strong(name)
-                    .on_hover_text(f.folder.path.display().to_string());
+                ui.horizontal(|ui| {
+                    ui.strong(name)
+                        .on_hover_text(f.folder.path.display().to_string());
+                    let mut watched = f.folder.watched;
+                    if ui.checkbox(&mut watched, t.watch).changed() {
+                        worker.send(Request::Watch(f.folder.id, watched));
+                    }
+                });
                 ui.small(format!(
                     "{} {} · {} {} · {} {}",
                     f.indexed, t.indexed, f.chunks, t.chunks, f.failed, t.failed

@@ -29,6 +29,8 @@ pub enum Request {
     },
     /// Answer the chat's last question again, replacing its answer.
     Regenerate(i64),
+    /// Watch a folder for changes (re-indexed automatically), or stop.
+    Watch(i64, bool),
     /// The settings changed: models are reloaded as needed.
     Configure(Box<Settings>),
     Chats,
@@ -41,6 +43,8 @@ pub enum Request {
     /// Project the library's vectors for the embedding-space panel.
     Space,
     Refresh,
+    /// The window is closing: stop serving and close the library.
+    Shutdown,
 }
 
 /// Indexing progress, accumulated from the indexer's per-file reports.
@@ -142,6 +146,7 @@ impl Worker {
         let cancel_index = Arc::new(AtomicBool::new(false));
         let stop_answer = Arc::new(AtomicBool::new(false));
         let background = Background::new(
+            requests.clone(),
             outbox,
             Arc::new(wake),
             cancel_index.clone(),
@@ -214,5 +219,15 @@ impl Worker {
 
     pub fn stop_answer(&self) {
         self.stop_answer.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Worker {
+    /// The background thread also holds its own inbox (for the folder watcher), so it is told to
+    /// stop rather than left to notice the window's end. An answer being written stops first.
+    fn drop(&mut self) {
+        self.stop_answer.store(true, Ordering::Relaxed);
+        self.cancel_index.store(true, Ordering::Relaxed);
+        let _ = self.requests.send(Request::Shutdown);
     }
 }

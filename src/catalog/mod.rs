@@ -22,6 +22,8 @@ pub struct Folder {
     pub id: i64,
     pub path: PathBuf,
     pub is_file: bool,
+    /// Re-indexed automatically when its files change (while the window is open).
+    pub watched: bool,
 }
 
 /// What the indexer needs to know about a catalogued document to decide whether to redo it.
@@ -123,18 +125,28 @@ impl Catalog {
     }
 
     pub async fn folders(&self) -> Result<Vec<Folder>> {
-        let rows: Vec<(i64, String, bool)> =
-            sqlx::query_as("SELECT id, path, is_file FROM folders ORDER BY path")
+        let rows: Vec<(i64, String, bool, bool)> =
+            sqlx::query_as("SELECT id, path, is_file, watched FROM folders ORDER BY path")
                 .fetch_all(&self.pool)
                 .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, path, is_file)| Folder {
+            .map(|(id, path, is_file, watched)| Folder {
                 id,
                 path: path.into(),
                 is_file,
+                watched,
             })
             .collect())
+    }
+
+    pub async fn set_watched(&self, folder_id: i64, watched: bool) -> Result<()> {
+        sqlx::query("UPDATE folders SET watched = ? WHERE id = ?")
+            .bind(watched)
+            .bind(folder_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Removes a root and all its documents; their chunks are journalled for removal from the

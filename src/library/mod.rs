@@ -5,6 +5,7 @@ mod embedding;
 mod indexer;
 mod session;
 mod settings;
+pub mod watch;
 
 use session::IndexSession;
 

@@ -15,6 +15,10 @@ pub struct Journey {
     pub vector: Option<usize>,
     pub fused: Option<usize>,
     pub reranked: Option<usize>,
+    /// Its fused RRF score, as the BM25 list's part and the vector list's part.
+    pub rrf_parts: Option<(f32, f32)>,
+    /// The cross-encoder's score.
+    pub rerank_score: Option<f32>,
     /// What became of it in the prompt (`None` for a search without an answer).
     pub fate: Option<Fate>,
 }
@@ -63,6 +67,17 @@ pub fn journeys(trace: &SearchTrace, plan: Option<&PromptPlan>) -> Vec<Journey> 
             vector: rank(&trace.vector, id),
             fused: fused_rank(id),
             reranked: rank(&trace.reranked, id),
+            rrf_parts: trace.fused.iter().find(|f| f.chunk_id == id).map(|f| {
+                let part = |c: &Option<crate::retrieve::fusion::Contribution>| {
+                    c.as_ref().map_or(0.0, |c| c.rrf)
+                };
+                (part(&f.bm25), part(&f.vector))
+            }),
+            rerank_score: trace
+                .reranked
+                .iter()
+                .find(|h| h.chunk_id == id)
+                .map(|h| h.score),
             fate: plan.map(|p| fate(p, id)),
         })
         .collect()

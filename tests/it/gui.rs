@@ -110,6 +110,23 @@ fn dropped_files_are_indexed_searched_and_explained() {
     assert!(shows(&harness, "corpus"), "the folder is listed");
     assert!(!shows(&harness, "Welcome to Glassbox"), "the guide is gone");
 
+    // The folder is watched: a new file is indexed without asking.
+    let counts = |h: &App<'_>| {
+        h.query_all_by_label_contains(" indexed · ")
+            .filter_map(|n| n.accesskit_node().label().or_else(|| n.value()))
+            .next()
+    };
+    let before = counts(&harness);
+    assert!(before.is_some());
+    std::fs::write(
+        corpus.join("zz-quokka.md"),
+        "# Quokkas\n\nThe quokkaberry jam recipe needs three cups of berries.\n",
+    )
+    .unwrap();
+    step_until(&mut harness, "the new file to be indexed", |h| {
+        counts(h) != before && shows(h, "Idle")
+    });
+
     // Korean through the input method: composing, then committing, lands in the question box.
     question_box(&harness).focus();
     harness.step();
@@ -140,6 +157,10 @@ fn dropped_files_are_indexed_searched_and_explained() {
         shows(h, "No model yet")
     });
     assert!(shows(&harness, "01-sourdough.md"));
+    ask(&mut harness, "quokkaberry jam");
+    step_until(&mut harness, "the watched file's passage", |h| {
+        shows(h, "zz-quokka.md")
+    });
 
     // A result opens in the reader, highlighted in its file.
     harness
@@ -238,10 +259,14 @@ fn answers_cite_sources_and_chats_persist() {
 
     // A source opens in the reader.
     harness
-        .query_all_by_label_contains("[1] ")
-        .next()
+        .query_all_by_role(Role::Link)
+        .find(|n| {
+            n.accesskit_node()
+                .label()
+                .is_some_and(|l| l.starts_with("[1] "))
+        })
         .expect("source [1]")
-        .click();
+        .click_accesskit();
     step_until(&mut harness, "the reader", |h| shows(h, "Open file"));
 
     // The inspector follows the answer.

@@ -211,3 +211,50 @@ async fn a_folder_that_is_gone_for_now_keeps_its_documents() {
     );
     assert_consistent(&library).await;
 }
+
+#[test]
+fn watched_folders_report_a_burst_of_changes_once() {
+    use glassbox::library::watch::FolderWatcher;
+    use std::sync::mpsc::channel;
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (notes, other, data) = (
+        dir.path().join("notes"),
+        dir.path().join("other"),
+        dir.path().join("notes/.glassbox"),
+    );
+    for d in [&notes, &other, &data] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let (tx, rx) = channel();
+    let tx = std::sync::Mutex::new(tx);
+    let mut watcher = FolderWatcher::start(Duration::from_millis(300), data.clone(), move |r| {
+        tx.lock().unwrap().send(r).unwrap();
+    })
+    .unwrap();
+    watcher.watch(&notes).unwrap();
+    watcher.watch(&notes).unwrap();
+
+    // Several writes in a burst: one report, naming the watched root.
+    for i in 0..5 {
+        std::fs::write(notes.join(format!("n{i}.md")), format!("note {i}")).unwrap();
+    }
+    let roots = rx.recv_timeout(Duration::from_secs(10)).expect("a report");
+    assert_eq!(roots, vec![notes.clone()]);
+    assert!(
+        rx.recv_timeout(Duration::from_millis(800)).is_err(),
+        "only one"
+    );
+
+    // Files Glassbox does not index, the data directory, and unwatched folders do not count.
+    std::fs::write(notes.join("photo.jpg"), b"\xff\xd8").unwrap();
+    std::fs::write(data.join("cache.md"), b"x").unwrap();
+    std::fs::write(other.join("x.md"), b"x").unwrap();
+    assert!(rx.recv_timeout(Duration::from_millis(1200)).is_err());
+
+    // After unwatching, changes go unreported.
+    watcher.unwatch(&notes);
+    std::fs::write(notes.join("late.md"), b"late").unwrap();
+    assert!(rx.recv_timeout(Duration::from_millis(1200)).is_err());
+}

@@ -1,7 +1,7 @@
 //! The retrieval panel: each passage's rank in the BM25, vector, fused and re-ranked lists, as a
 //! slope chart (one line per passage across the stages) and as a table with its fate.
 
-use egui::{Color32, Pos2, Stroke, pos2, vec2};
+use egui::{Color32, Pos2, Rect, Stroke, pos2, vec2};
 
 use crate::app::text::Strings;
 use crate::viz::retrieval::{Fate, Journey};
@@ -74,6 +74,8 @@ impl RetrievalPanel {
             for c in t.stage_columns {
                 ui.strong(c);
             }
+            ui.strong(t.rrf_parts);
+            ui.strong(t.rerank_score);
             ui.end_row();
             let rank = |r: Option<usize>| r.map_or("—".to_owned(), |r| r.to_string());
             for j in &self.journeys {
@@ -91,11 +93,40 @@ impl RetrievalPanel {
                         None => t.shown.to_owned(),
                     },
                 );
+                match j.rrf_parts {
+                    Some((b, v)) => rrf_bar(ui, b, v),
+                    None => {
+                        ui.label("—");
+                    }
+                }
+                ui.label(j.rerank_score.map_or("—".to_owned(), |s| format!("{s:.2}")));
                 ui.end_row();
             }
         });
     }
 }
+
+/// The fused score as two stacked bars: BM25's part and the vector list's part.
+fn rrf_bar(ui: &mut egui::Ui, bm25: f32, vector: f32) {
+    // The largest possible part is 1/(k+1) with k >= 1: scale to 0.02 for a readable bar.
+    let scale = 40.0 / 0.02;
+    let (rect, response) = ui.allocate_exact_size(vec2(48.0, 12.0), egui::Sense::hover());
+    let painter = ui.painter_at(rect);
+    let b = Rect::from_min_size(rect.min, vec2((bm25 * scale).min(48.0), 12.0));
+    let v = Rect::from_min_size(
+        pos2(b.right(), rect.top()),
+        vec2((vector * scale).min(48.0 - b.width()), 12.0),
+    );
+    painter.rect_filled(b, 0.0, BM25);
+    painter.rect_filled(v, 0.0, VECTOR);
+    response.on_hover_text(format!(
+        "BM25 {bm25:.4} + vector {vector:.4} = {:.4}",
+        bm25 + vector
+    ));
+}
+
+const BM25: Color32 = Color32::from_rgb(230, 150, 40);
+const VECTOR: Color32 = Color32::from_rgb(70, 150, 230);
 
 fn fate_colour(fate: Option<Fate>) -> Color32 {
     match fate {
