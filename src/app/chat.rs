@@ -18,6 +18,8 @@ pub struct ChatView {
     pending: Option<(String, String)>,
     busy: bool,
     results: Option<Box<SearchResponse>>,
+    /// Why the last question got no answer.
+    failed: Option<String>,
     /// The chat being renamed and the title typed so far.
     renaming: Option<String>,
 }
@@ -45,9 +47,10 @@ impl ChatView {
                 self.pending = None;
                 self.results = Some(r.clone());
             }
-            Update::Failed(_) => {
+            Update::Failed(e) if self.busy => {
                 self.busy = false;
                 self.pending = None;
+                self.failed = Some(e.clone());
             }
             _ => {}
         }
@@ -146,6 +149,7 @@ impl ChatView {
                 let question = self.question.trim().to_owned();
                 self.question.clear();
                 self.results = None;
+                self.failed = None;
                 self.busy = true;
                 self.pending = Some((question.clone(), String::new()));
                 worker.send(Request::Ask {
@@ -174,6 +178,9 @@ impl ChatView {
         }
         if regenerate {
             self.regenerate(worker);
+        }
+        if let Some(e) = &self.failed {
+            ui.colored_label(ui.visuals().error_fg_color, e);
         }
         if let Some((q, text)) = &self.pending {
             question(ui, q);
@@ -246,7 +253,12 @@ impl ChatView {
         });
         let cited = crate::answer::citations(&m.message.content, m.sources.len());
         for s in &m.sources {
-            let text = format!("[{}] {} · {}", s.n, s.chunk.title, place(&s.chunk));
+            let text = format!(
+                "[{}] {} · {}",
+                s.n,
+                s.chunk.title,
+                super::text::place(&s.chunk)
+            );
             let link = if cited.contains(&s.n) {
                 ui.link(text)
             } else {
@@ -292,7 +304,7 @@ impl ChatView {
             if title.clicked() {
                 worker.send(Request::Read(hit.chunk.chunk_id));
             }
-            ui.small(place(&hit.chunk))
+            ui.small(super::text::place(&hit.chunk))
                 .on_hover_text(hit.chunk.path.display().to_string());
             ui.label(&hit.snippet.text);
             ui.add_space(6.0);
@@ -304,16 +316,4 @@ fn question(ui: &mut egui::Ui, text: &str) {
     ui.add_space(6.0);
     ui.label(egui::RichText::new(text).strong());
     ui.add_space(4.0);
-}
-
-/// Where a passage is, short: the file name and its lines or page (the full path on hover).
-fn place(chunk: &crate::catalog::ChunkRecord) -> String {
-    let file = chunk
-        .path
-        .file_name()
-        .map_or(String::new(), |n| n.to_string_lossy().into_owned());
-    match chunk.page {
-        Some(p) => format!("{file} p. {p}"),
-        None => format!("{file}:{}-{}", chunk.lines.0, chunk.lines.1),
-    }
 }

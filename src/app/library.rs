@@ -11,7 +11,8 @@ pub struct LibraryView {
     pub heading: Option<egui::Rect>,
     status: Option<LibraryStatus>,
     progress: Option<IndexProgress>,
-    last_error: Option<String>,
+    /// Files the last indexing passed over: not a kind Glassbox reads.
+    skipped: usize,
 }
 
 impl LibraryView {
@@ -19,11 +20,11 @@ impl LibraryView {
         match update {
             Update::Status(s) => self.status = Some(s.clone()),
             Update::Progress(p) => self.progress = Some(p.clone()),
-            Update::Indexed(_) => self.progress = None,
-            Update::Failed(e) => {
+            Update::Indexed(s) => {
                 self.progress = None;
-                self.last_error = Some(e.clone());
+                self.skipped = s.skipped;
             }
+            Update::Failed(_) => self.progress = None,
             _ => {}
         }
     }
@@ -66,8 +67,11 @@ impl LibraryView {
                 worker.cancel_index();
             }
         }
-        if let Some(e) = &self.last_error {
-            ui.colored_label(ui.visuals().error_fg_color, e);
+        if self.skipped > 0 {
+            ui.colored_label(
+                ui.visuals().warn_fg_color,
+                format!("{} {}", self.skipped, t.skipped),
+            );
         }
         ui.separator();
         let Some(status) = &self.status else { return };

@@ -36,6 +36,8 @@ pub struct GlassboxApp {
     themed: bool,
     job: Option<Job>,
     notice: Option<String>,
+    /// The last thing that failed, until dismissed.
+    error: Option<String>,
     memory: (Instant, Option<u64>),
     library: library::LibraryView,
     chat: chat::ChatView,
@@ -64,6 +66,7 @@ impl GlassboxApp {
             themed: false,
             job: None,
             notice: None,
+            error: None,
             memory: (Instant::now(), crate::models::fit::resident_memory()),
             library: library::LibraryView::default(),
             chat: chat::ChatView::default(),
@@ -134,6 +137,7 @@ impl GlassboxApp {
             match &update {
                 Update::Job(job) => self.job = *job,
                 Update::Notice(n) => self.notice = Some(n.clone()),
+                Update::Failed(e) => self.error = Some(e.clone()),
                 Update::Reading(r) => self.reader.open(r.clone()),
                 _ => {}
             }
@@ -230,7 +234,7 @@ impl GlassboxApp {
         });
     }
 
-    fn status_bar(&self, ui: &mut egui::Ui, t: &text::Strings) {
+    fn status_bar(&mut self, ui: &mut egui::Ui, t: &text::Strings) {
         ui.horizontal(|ui| {
             match self.job {
                 Some(job) => {
@@ -244,6 +248,13 @@ impl GlassboxApp {
             if let Some(n) = &self.notice {
                 ui.separator();
                 ui.weak(format!("{} {n}", t.exported));
+            }
+            if let Some(e) = &self.error {
+                ui.separator();
+                ui.colored_label(ui.visuals().error_fg_color, e);
+                if ui.small_button("×").on_hover_text(t.dismiss).clicked() {
+                    self.error = None;
+                }
             }
         });
     }

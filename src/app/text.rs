@@ -116,6 +116,8 @@ pub struct Strings {
     pub tokens: &'static str,
     pub use_model: &'static str,
     pub welcome: &'static str,
+    pub skipped: &'static str,
+    pub dismiss: &'static str,
     pub watch: &'static str,
     pub rrf_parts: &'static str,
     pub rerank_score: &'static str,
@@ -216,6 +218,8 @@ const KO: Strings = Strings {
     tokens: "토큰",
     use_model: "이 모델 사용",
     welcome: "Glassbox에 오신 것을 환영합니다",
+    skipped: "개 파일은 Glassbox가 읽지 않는 형식이라 건너뛰었습니다 (pdf, docx, md, html, txt, 코드를 읽습니다)",
+    dismiss: "닫기",
     watch: "변경 감시",
     rrf_parts: "RRF (BM25 + 벡터)",
     rerank_score: "재정렬 점수",
@@ -330,6 +334,8 @@ const EN: Strings = Strings {
     tokens: "tokens",
     use_model: "Use",
     welcome: "Welcome to Glassbox",
+    skipped: "file(s) skipped: not a kind Glassbox reads (it reads pdf, docx, md, html, txt and code)",
+    dismiss: "Dismiss",
     watch: "Watch",
     rrf_parts: "RRF (BM25 + vector)",
     rerank_score: "Rerank score",
@@ -377,5 +383,17 @@ impl Strings {
             Job::Answering => self.jobs[4].to_owned(),
             Job::Projecting(p) => format!("{} {:.0}%", self.jobs[5], p * 100.0),
         }
+    }
+}
+
+/// Where a passage is, short: the file name and its lines or page (the full path on hover).
+pub fn place(chunk: &crate::catalog::ChunkRecord) -> String {
+    let file = chunk
+        .path
+        .file_name()
+        .map_or(String::new(), |n| n.to_string_lossy().into_owned());
+    match chunk.page {
+        Some(p) => format!("{file} p. {p}"),
+        None => format!("{file}:{}-{}", chunk.lines.0, chunk.lines.1),
     }
 }

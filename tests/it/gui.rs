@@ -194,6 +194,30 @@ fn dropped_files_are_indexed_searched_and_explained() {
     harness.step();
     assert_eq!(harness.state().settings().theme, glassbox::app::Theme::Dark);
 
+    // Bad input: a file of a kind Glassbox does not read, and a broken model dropped on the
+    // window, each get a message; the library and the window go on.
+    let photo = dir.path().join("photo.jpg");
+    std::fs::write(&photo, b"\xff\xd8\xff\xe0 not really a photo").unwrap();
+    harness
+        .input_mut()
+        .dropped_files
+        .push(Arc::new(DroppedPath(photo)));
+    step_until(&mut harness, "the skipped file to be reported", |h| {
+        shows(h, "1 file(s) skipped")
+    });
+    let broken = dir.path().join("broken.gguf");
+    std::fs::write(&broken, b"GGUF\x03\x00\x00\x00 and then nothing").unwrap();
+    harness
+        .input_mut()
+        .dropped_files
+        .push(Arc::new(DroppedPath(broken)));
+    harness.step();
+    ask(&mut harness, "sourdough starter");
+    step_until(&mut harness, "the model's failure to load", |h| {
+        shows(h, "cannot load the model") && shows(h, "broken.gguf")
+    });
+    assert!(shows(&harness, " indexed · "), "the library is still there");
+
     // Korean: the same window in the other language.
     // The top bar's (the settings window has one too).
     harness
@@ -330,4 +354,55 @@ fn answers_cite_sources_and_chats_persist() {
     harness.get_by_label("Delete").click_accesskit();
     step_until(&mut harness, "the chat to go", |h| !shows(h, "Regenerate"));
     assert!(chats_listed(&mut harness).is_empty());
+}
+
+/// Hides the live memory figure, which differs from run to run, before a snapshot.
+fn mask_memory(harness: &mut App<'_>) {
+    let rect = harness
+        .query_all_by_label_contains(" MB")
+        .next()
+        .expect("the memory figure")
+        .rect();
+    harness.mask(rect.expand(2.0));
+}
+
+/// Pictures of the main views, rendered by wgpu on this machine's adapter (Mesa lavapipe in
+/// tests), held against the ones checked in under tests/snapshots (UPDATE_SNAPSHOTS=1 renews
+/// them after a deliberate change).
+#[test]
+fn main_views_match_their_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = corpus(dir.path());
+    let app = GlassboxApp::new(dir.path().join("data"), english());
+    let mut harness = Harness::builder()
+        .with_size([1280.0, 800.0])
+        .wgpu()
+        .build_ui_state(|ui, app: &mut GlassboxApp| app.show(ui), app);
+    step_until(&mut harness, "the first-run guide", |h| {
+        shows(h, "Welcome to Glassbox") && shows(h, "Idle")
+    });
+    harness.run_steps(2);
+    mask_memory(&mut harness);
+    harness.snapshot("first_run_en");
+
+    drop_folder(&mut harness, &corpus);
+    ask(
+        &mut harness,
+        "How do you revive a neglected sourdough starter?",
+    );
+    step_until(&mut harness, "the search results", |h| {
+        shows(h, "No model yet") && shows(h, "Idle")
+    });
+    harness.run_steps(2);
+    mask_memory(&mut harness);
+    harness.snapshot("search_en");
+
+    harness
+        .query_all_by_label("한국어")
+        .next()
+        .unwrap()
+        .click_accesskit();
+    harness.run_steps(3);
+    mask_memory(&mut harness);
+    harness.snapshot("search_ko");
 }

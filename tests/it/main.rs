@@ -14,4 +14,5 @@ mod korean;
 mod llm;
 mod llm_files;
 mod semantic;
+mod smoke;
 mod viz;

@@ -6,6 +6,7 @@ mod engine;
 mod retrieval;
 mod space;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::settings::Settings;
@@ -45,6 +46,14 @@ impl Tab {
     }
 }
 
+fn names<'a>(
+    chunks: impl Iterator<Item = &'a crate::catalog::ChunkRecord>,
+) -> HashMap<i64, String> {
+    chunks
+        .map(|c| (c.chunk_id, super::text::place(c)))
+        .collect()
+}
+
 #[derive(Default)]
 pub struct InspectorView {
     pub tab: Tab,
@@ -59,6 +68,7 @@ impl InspectorView {
         match update {
             Update::Results(r, point) => {
                 self.retrieval.journeys = journeys(&r.trace, None);
+                self.retrieval.names = names(r.results.iter().map(|h| &h.chunk));
                 self.space.follow(*point, &r.trace, 0);
             }
             Update::Answered(a) => self.follow_answer(a),
@@ -70,6 +80,13 @@ impl InspectorView {
     fn follow_answer(&mut self, a: &Answered) {
         let answer = &a.answer;
         self.retrieval.journeys = journeys(&answer.trace, Some(&answer.plan));
+        let plan = &answer.plan;
+        self.retrieval.names = names(
+            plan.sources
+                .iter()
+                .chain(&plan.dropped_sources)
+                .map(|s| &s.chunk),
+        );
         self.space
             .follow(a.question_point, &answer.trace, answer.plan.sources.len());
         self.attention.follow(a);

@@ -1,6 +1,8 @@
 //! The retrieval panel: each passage's rank in the BM25, vector, fused and re-ranked lists, as a
 //! slope chart (one line per passage across the stages) and as a table with its fate.
 
+use std::collections::HashMap;
+
 use egui::{Color32, Pos2, Rect, Stroke, pos2, vec2};
 
 use crate::app::text::Strings;
@@ -9,6 +11,8 @@ use crate::viz::retrieval::{Fate, Journey};
 #[derive(Default)]
 pub struct RetrievalPanel {
     pub journeys: Vec<Journey>,
+    /// Where each passage with a known record is (`file:lines`); others show their id.
+    pub names: HashMap<i64, String>,
 }
 
 impl RetrievalPanel {
@@ -79,7 +83,10 @@ impl RetrievalPanel {
             ui.end_row();
             let rank = |r: Option<usize>| r.map_or("—".to_owned(), |r| r.to_string());
             for j in &self.journeys {
-                ui.label(format!("#{}", j.chunk_id));
+                match self.names.get(&j.chunk_id) {
+                    Some(name) => ui.label(name),
+                    None => ui.label(format!("#{}", j.chunk_id)),
+                };
                 ui.label(rank(j.bm25));
                 ui.label(rank(j.vector));
                 ui.label(rank(j.fused));
