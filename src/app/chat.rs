@@ -148,17 +148,26 @@ impl ChatView {
             } else if (ui.button(t.ask).clicked() || enter) && !self.question.trim().is_empty() {
                 let question = self.question.trim().to_owned();
                 self.question.clear();
-                self.results = None;
-                self.failed = None;
-                self.busy = true;
-                self.pending = Some((question.clone(), String::new()));
-                worker.send(Request::Ask {
-                    chat: self.current,
-                    question,
-                });
+                self.ask(question, worker);
             }
         });
         ui.add_space(4.0);
+    }
+
+    /// Asks `question` in the current chat (a new one when none is open).
+    pub fn ask(&mut self, question: String, worker: &Worker) {
+        self.results = None;
+        self.failed = None;
+        self.busy = true;
+        self.pending = Some((question.clone(), String::new()));
+        worker.send(Request::Ask {
+            chat: self.current,
+            question,
+        });
+    }
+
+    pub fn is_busy(&self) -> bool {
+        self.busy
     }
 
     fn conversation(&mut self, ui: &mut egui::Ui, t: &Strings, worker: &Worker) {

@@ -3,6 +3,7 @@
 //! it, `background` serves) and report back through a channel, so the UI thread never waits.
 
 mod background;
+pub mod bench;
 mod chat;
 mod fonts;
 mod inspector;
@@ -45,6 +46,7 @@ pub struct GlassboxApp {
     reader: reader::ReaderView,
     models: models::ModelsView,
     screenshot: Option<screenshot::Screenshot>,
+    bench: Option<bench::FrameBench>,
 }
 
 impl GlassboxApp {
@@ -74,6 +76,7 @@ impl GlassboxApp {
             reader: reader::ReaderView::default(),
             models: models::ModelsView::default(),
             screenshot: None,
+            bench: None,
         }
     }
 
@@ -281,8 +284,9 @@ impl GlassboxApp {
 }
 
 impl eframe::App for GlassboxApp {
-    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+    fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
         self.show(ui);
+        bench::FrameBench::frame(self, ui.ctx(), frame.info().cpu_usage);
         if let Some(shot) = &mut self.screenshot {
             let ready = self.library.has_reported() && self.job.is_none();
             shot.frame(ui.ctx(), ready, self.library.heading);
@@ -291,6 +295,17 @@ impl eframe::App for GlassboxApp {
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
         eframe::set_value(storage, settings::KEY, &self.settings);
+    }
+}
+
+fn native_options() -> eframe::NativeOptions {
+    eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title("Glassbox")
+            .with_inner_size([1280.0, 800.0])
+            .with_drag_and_drop(true),
+        renderer: eframe::Renderer::Wgpu,
+        ..Default::default()
     }
 }
 
@@ -303,17 +318,9 @@ pub fn run(
     fallback_llm: Option<PathBuf>,
     screenshot: Option<PathBuf>,
 ) -> eframe::Result<()> {
-    let options = eframe::NativeOptions {
-        viewport: egui::ViewportBuilder::default()
-            .with_title("Glassbox")
-            .with_inner_size([1280.0, 800.0])
-            .with_drag_and_drop(true),
-        renderer: eframe::Renderer::Wgpu,
-        ..Default::default()
-    };
     eframe::run_native(
         "Glassbox",
-        options,
+        native_options(),
         Box::new(move |cc| {
             let mut settings: Settings = cc
                 .storage

@@ -211,3 +211,65 @@ pub fn to_markdown(title: &str, messages: &[StoredMessage]) -> String {
     }
     md
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::ChunkRecord;
+
+    fn source(n: usize) -> Source {
+        Source {
+            n,
+            chunk: ChunkRecord {
+                chunk_id: n as i64,
+                document_id: 1,
+                path: format!("/notes/{n}.md").into(),
+                title: format!("Note {n}"),
+                heading: String::new(),
+                page: None,
+                lines: (1, 3),
+                text: "text".into(),
+            },
+            score: 1.0,
+        }
+    }
+
+    #[tokio::test]
+    async fn chats_are_renamed_truncated_exported_and_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::open(&dir.path().join("c.sqlite")).await.unwrap();
+        let chat = catalog.create_chat("Starter").await.unwrap();
+        let ask = |q: &str| Message::new(Role::User, q);
+        let answer = |a: &str| Message::new(Role::Assistant, a);
+        let sources = serde_json::to_string(&[source(1), source(2)]).unwrap();
+        catalog.add_message(chat, &ask("How?"), "[]").await.unwrap();
+        catalog
+            .add_message(chat, &answer("Feed it [1]."), &sources)
+            .await
+            .unwrap();
+        let second = catalog.add_message(chat, &ask("Why?"), "[]").await.unwrap();
+        catalog
+            .add_message(chat, &answer("Yeasts [2]."), &sources)
+            .await
+            .unwrap();
+        catalog.rename_chat(chat, "Sourdough").await.unwrap();
+        assert_eq!(catalog.chats().await.unwrap()[0].title, "Sourdough");
+
+        let stored = catalog.stored_messages(chat).await.unwrap();
+        assert_eq!(stored.len(), 4);
+        assert_eq!(stored[1].sources.len(), 2);
+        assert_eq!(stored[1].meta, None, "no metadata was stored");
+        let md = to_markdown("Sourdough", &stored);
+        assert!(md.starts_with("# Sourdough\n"));
+        assert!(md.contains("\n## How?\n\nFeed it [1].\n\n- [1] Note 1 (/notes/1.md:1-3)\n"));
+
+        // Regenerating drops the last question and its answer.
+        catalog.truncate_chat(chat, second).await.unwrap();
+        assert_eq!(catalog.stored_messages(chat).await.unwrap().len(), 2);
+
+        catalog.delete_chat(chat).await.unwrap();
+        assert!(catalog.chats().await.unwrap().is_empty());
+        assert!(catalog.stored_messages(chat).await.unwrap().is_empty());
+        catalog.close().await;
+    }
+}

@@ -65,6 +65,20 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// UI frame times of the real window (run it under a display, e.g. xvfb-run) while it
+    /// indexes a generated corpus (with the global --embedder) and then answers a question (with
+    /// the global --llm).
+    Ui {
+        #[arg(long, default_value_t = 20)]
+        size_mb: usize,
+        #[arg(
+            long,
+            default_value = "How do you revive a neglected sourdough starter?"
+        )]
+        question: String,
+        #[arg(long, default_value_t = 64)]
+        max_tokens: usize,
+    },
     /// hit@1/hit@5 of each keyword analyzer on a labelled Korean question set.
     Tokenizers {
         #[arg(long, default_value = "tests/data/ko-corpus")]
@@ -272,6 +286,49 @@ pub async fn run(
                 "{} candidates of {} tokens: {:.0} ms (median of {} runs)",
                 report.candidates, report.tokens, report.median_ms, report.runs
             );
+        }
+        BenchCommand::Ui {
+            size_mb,
+            question,
+            max_tokens,
+        } => {
+            let work = tempfile::tempdir()?;
+            let (corpus, data) = (work.path().join("corpus"), work.path().join("data"));
+            bench::corpus::generate(&corpus, size_mb * 1_000_000, 7)?;
+            if let Some(embedder) = embedder {
+                let library = glassbox::Library::open(&data).await?;
+                library.catalog().set_setting("embedder", embedder).await?;
+                library.close().await;
+            }
+            let settings = glassbox::app::Settings {
+                llm: llm
+                    .llm
+                    .as_ref()
+                    .and_then(|_| super::llm::resolve(llm.llm.as_deref()).ok()),
+                max_tokens,
+                lang: glassbox::app::Lang::En,
+                ..Default::default()
+            };
+            let report = glassbox::app::bench::run(data, corpus, question, settings)
+                .map_err(|e| anyhow::anyhow!(e))?;
+            println!("{}", serde_json::to_string(&report)?);
+            println!(
+                "| phase | frames | seconds | CPU p50 ms | CPU p95 ms | CPU max ms | interval p95 ms |\n|---|---|---|---|---|---|---|"
+            );
+            for (name, p) in [
+                ("indexing", &report.indexing),
+                ("answering", &report.answering),
+            ] {
+                println!(
+                    "| {name} | {} | {:.1} | {:.2} | {:.2} | {:.2} | {:.1} |",
+                    p.frames,
+                    p.seconds,
+                    p.cpu_p50_ms,
+                    p.cpu_p95_ms,
+                    p.cpu_max_ms,
+                    p.interval_p95_ms
+                );
+            }
         }
         BenchCommand::Tokenizers { corpus, queries } => {
             let questions = glassbox::retrieve::eval::read_qrels(&queries)?;

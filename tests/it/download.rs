@@ -133,6 +133,40 @@ fn wrong_checksum_is_an_error_and_leaves_nothing_behind() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
+#[test]
+fn a_cancelled_download_stops_before_its_next_file_and_resumes_later() {
+    let server = HfServer::start();
+    let (first, second) = (payload(200_000), payload(300_000));
+    for (name, bytes) in [("config.json", &first), ("model.safetensors", &second)] {
+        server.add("test/tiny", REVISION, name, bytes.clone(), &sha256(bytes));
+    }
+    let spec = spec(&[("config.json", &first), ("model.safetensors", &second)]);
+    let home = tempfile::tempdir().unwrap();
+    let hub = Hub::new(Some(server.endpoint.clone()), home.path());
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    // The user presses Cancel while the first file comes in.
+    let err = hub
+        .download_cancellable(&spec, &cancel, &mut |_| {
+            cancel.store(true, std::sync::atomic::Ordering::Relaxed)
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("cancelled"), "{err}");
+    let snapshot = hub.snapshot_dir(&spec);
+    assert_eq!(std::fs::read(snapshot.join("config.json")).unwrap(), first);
+    assert!(!snapshot.join("model.safetensors").exists());
+    assert_eq!(hub.cached_dir(&spec), None);
+    // Started again, it completes.
+    let never = std::sync::atomic::AtomicBool::new(false);
+    let dir = hub
+        .download_cancellable(&spec, &never, &mut |_| {})
+        .unwrap();
+    assert_eq!(
+        std::fs::read(dir.join("model.safetensors")).unwrap(),
+        second
+    );
+    assert_eq!(hub.cached_dir(&spec), Some(dir));
+}
+
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap().flatten() {
