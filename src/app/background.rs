@@ -366,33 +366,34 @@ impl Background {
         .map_err(text)
     }
 
-    /// The answer with its attention heatmap and token texts.
-    fn answered(&self, library: &Library, chat: i64, answer: Answer) -> Answered {
+    /// The answer with its attention heatmap and token texts. The captured rows go into the
+    /// heatmap and leave the answer, so the window never copies them.
+    fn answered(&self, library: &Library, chat: i64, mut answer: Answer) -> Answered {
         let engine = self
             .engine
             .as_ref()
             .expect("an answer comes from a loaded engine");
         let config = &engine.model.config;
-        let layer = answer.attention.first().map_or(0, |r| r.layer);
+        let attention = std::mem::take(&mut answer.attention);
+        let layer = attention.first().map_or(0, |r| r.layer);
         let heatmap = Heatmap::new(
             layer,
             answer.plan.prompt_tokens,
-            answer
-                .attention
+            attention
                 .iter()
                 .map(|r| (r.row.head, r.row.pos, r.row.probs.as_slice())),
         );
         let pieces = |ids: &[u32]| ids.iter().map(|&id| engine.tokenizer.piece(id)).collect();
         Answered {
             chat,
-            heatmap,
+            heatmap: Arc::new(heatmap),
             prompt_pieces: pieces(&answer.plan.ids),
             answer_pieces: pieces(&answer.ids),
             n_layer: config.n_layer,
             n_head: config.n_head,
             n_kv_head: config.n_kv_head,
             question_point: self.question_point(library, &answer.question),
-            answer,
+            answer: Arc::new(answer),
         }
     }
 

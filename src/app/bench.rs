@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::worker::{Job, Request};
+use super::worker::Request;
 use super::{GlassboxApp, Settings};
 
 /// Frame times of one phase, in milliseconds.
@@ -104,7 +104,7 @@ impl FrameBench {
                 Phase::Done
             }
             Phase::Answering { seen_work } => Phase::Answering {
-                seen_work: seen_work || busy || matches!(app.job, Some(Job::Answering)),
+                seen_work: seen_work || busy,
             },
             Phase::Done => Phase::Done,
         };

@@ -77,13 +77,7 @@ impl LibraryView {
         let Some(status) = &self.status else { return };
         egui::ScrollArea::vertical().show(ui, |ui| {
             for f in &status.folders {
-                let name = f
-                    .folder
-                    .path
-                    .file_name()
-                    .map_or(f.folder.path.display().to_string(), |n| {
-                        n.to_string_lossy().into_owned()
-                    });
+                let name = super::text::short_name(&f.folder.path);
                 ui.horizontal(|ui| {
                     ui.strong(name)
                         .on_hover_text(f.folder.path.display().to_string());
@@ -98,10 +92,7 @@ impl LibraryView {
                 ));
             }
             for failed in &status.failed {
-                let name = failed
-                    .path
-                    .file_name()
-                    .map_or(String::new(), |n| n.to_string_lossy().into_owned());
+                let name = super::text::short_name(&failed.path);
                 ui.colored_label(
                     ui.visuals().warn_fg_color,
                     format!("{name}: {}", failed.error),

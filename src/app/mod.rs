@@ -189,10 +189,7 @@ impl GlassboxApp {
         ui.horizontal(|ui| {
             ui.heading("Glassbox");
             ui.separator();
-            let name = |p: &PathBuf| {
-                p.file_name()
-                    .map_or(String::new(), |n| n.to_string_lossy().into_owned())
-            };
+            let name = |p: &PathBuf| text::short_name(p);
             let current = self.settings.llm.as_ref().map_or(t.no_llm.to_owned(), name);
             let label = ui.label(t.model);
             egui::ComboBox::from_id_salt("llm")

@@ -86,9 +86,11 @@ fn open_in_system_app(path: &Path) -> Result<(), String> {
     } else {
         std::process::Command::new("xdg-open")
     };
-    command
+    let mut child = command
         .arg(path)
         .spawn()
-        .map(drop)
-        .map_err(|e| format!("cannot open {}: {e}", path.display()))
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    // Reaped on a thread of its own: the opener may stay until the app it started quits.
+    std::thread::spawn(move || child.wait());
+    Ok(())
 }

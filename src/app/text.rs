@@ -386,12 +386,18 @@ impl Strings {
     }
 }
 
+/// A path as the window names it: its last part (the whole path goes in a hover text), or the
+/// whole path when it has no last part.
+pub fn short_name(path: &std::path::Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
 /// Where a passage is, short: the file name and its lines or page (the full path on hover).
 pub fn place(chunk: &crate::catalog::ChunkRecord) -> String {
-    let file = chunk
-        .path
-        .file_name()
-        .map_or(String::new(), |n| n.to_string_lossy().into_owned());
+    let file = short_name(&chunk.path);
     match chunk.page {
         Some(p) => format!("{file} p. {p}"),
         None => format!("{file}:{}-{}", chunk.lines.0, chunk.lines.1),

@@ -91,9 +91,10 @@ pub enum Job {
 /// An answer with what the inspector draws from it.
 pub struct Answered {
     pub chat: i64,
-    pub answer: Answer,
+    /// Shared with the panels that follow it (its captured attention is in `heatmap`).
+    pub answer: Arc<Answer>,
     /// The captured layer's attention, one row per answer token.
-    pub heatmap: Heatmap,
+    pub heatmap: Arc<Heatmap>,
     /// The text of each prompt token and each answer token.
     pub prompt_pieces: Vec<String>,
     pub answer_pieces: Vec<String>,

@@ -62,16 +62,13 @@ impl Catalog {
         Ok(id)
     }
 
-    /// The messages of a chat, oldest first.
+    /// The messages of a chat, oldest first (what the model sees as history).
     pub async fn messages(&self, chat: i64) -> Result<Vec<Message>> {
-        let rows: Vec<(String, String)> =
-            sqlx::query_as("SELECT role, content FROM messages WHERE chat_id = ? ORDER BY id")
-                .bind(chat)
-                .fetch_all(&self.pool)
-                .await?;
-        Ok(rows
+        Ok(self
+            .stored_messages(chat)
+            .await?
             .into_iter()
-            .map(|(role, content)| Message::new(Role::parse(&role), content))
+            .map(|m| m.message)
             .collect())
     }
 }

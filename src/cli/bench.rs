@@ -151,7 +151,7 @@ pub async fn run(
         }
         BenchCommand::Vectors { work_dir, queries } => {
             let mut library = Library::open(&work_dir.join("library")).await?;
-            let active = super::models::embedder(&library, embedder).await?;
+            let active = glassbox::models::active::embedder(&library, embedder).await?;
             library.set_embedder(active);
             let report = bench::vectors(&library, queries).await?;
             println!("{}", serde_json::to_string(&report)?);

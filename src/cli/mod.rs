@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use glassbox::Library;
 use glassbox::index::Analyzer;
 use glassbox::library::{IndexOptions, resolve_data_dir};
+use glassbox::models::active;
 use glassbox::retrieve::{Mode, SearchOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -214,19 +215,19 @@ async fn run(
         .with_context(|| format!("opening the library in {}", dir.display()))?;
     let code = match command {
         Command::Index(args) => {
-            library.set_embedder(models::embedder(&library, flags.embedder.as_deref()).await?);
+            library.set_embedder(active::embedder(&library, flags.embedder.as_deref()).await?);
             index(&mut library, args).await?
         }
         Command::Search(args) => {
             if args.mode != Some(Mode::Bm25) {
-                library.set_embedder(models::embedder(&library, flags.embedder.as_deref()).await?);
-                library.set_reranker(models::reranker(&library, flags.reranker.as_deref()).await?);
+                library.set_embedder(active::embedder(&library, flags.embedder.as_deref()).await?);
+                library.set_reranker(active::reranker(&library, flags.reranker.as_deref()).await?);
             }
             search(&library, args).await?
         }
         Command::Eval { qrels, json } => {
-            library.set_embedder(models::embedder(&library, flags.embedder.as_deref()).await?);
-            library.set_reranker(models::reranker(&library, flags.reranker.as_deref()).await?);
+            library.set_embedder(active::embedder(&library, flags.embedder.as_deref()).await?);
+            library.set_reranker(active::reranker(&library, flags.reranker.as_deref()).await?);
             output::eval(&library, &qrels, json).await?;
             ExitCode::SUCCESS
         }
@@ -245,13 +246,13 @@ async fn run(
             ExitCode::SUCCESS
         }
         Command::Ask(args) => {
-            library.set_embedder(models::embedder(&library, flags.embedder.as_deref()).await?);
-            library.set_reranker(models::reranker(&library, flags.reranker.as_deref()).await?);
+            library.set_embedder(active::embedder(&library, flags.embedder.as_deref()).await?);
+            library.set_reranker(active::reranker(&library, flags.reranker.as_deref()).await?);
             llm::ask(&library, &flags.llm, &args).await?
         }
         Command::Chat(args) => {
-            library.set_embedder(models::embedder(&library, flags.embedder.as_deref()).await?);
-            library.set_reranker(models::reranker(&library, flags.reranker.as_deref()).await?);
+            library.set_embedder(active::embedder(&library, flags.embedder.as_deref()).await?);
+            library.set_reranker(active::reranker(&library, flags.reranker.as_deref()).await?);
             llm::chat(&library, &flags.llm, &args).await?
         }
         Command::Bench(_)

@@ -1,12 +1,10 @@
-//! `glassbox models ...` and the choice of embedder and reranker for a command.
+//! `glassbox models ...` (the embedder and reranker a command uses are chosen by
+//! `glassbox::models::active`).
 
 use clap::Subcommand;
 use glassbox::Library;
-use glassbox::embed::CrossEncoder;
-use glassbox::library::ActiveEmbedder;
 use glassbox::models::{self, Hub};
 use indicatif::ProgressBar;
-use std::sync::Arc;
 
 #[derive(Subcommand)]
 pub enum ModelsCommand {
@@ -95,20 +93,4 @@ pub async fn use_model(library: &Library, model: &str, role: &str) -> anyhow::Re
     library.catalog().set_setting(role, model).await?;
     println!("{role}: {model}");
     Ok(())
-}
-
-/// The embedder for this command: the flag, else the library's setting, else the default
-/// embedder if it is downloaded; `None` means keyword search only.
-pub async fn embedder(
-    library: &Library,
-    flag: Option<&str>,
-) -> anyhow::Result<Option<ActiveEmbedder>> {
-    Ok(models::active::embedder(library, flag).await?)
-}
-
-pub async fn reranker(
-    library: &Library,
-    flag: Option<&str>,
-) -> anyhow::Result<Option<Arc<CrossEncoder>>> {
-    Ok(models::active::reranker(library, flag).await?)
 }

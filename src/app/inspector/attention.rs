@@ -3,6 +3,8 @@
 //! layer, the GQA groups, and, for a clicked answer token, the prompt coloured by its attention
 //! and rolled up per source.
 
+use std::sync::Arc;
+
 use egui::{Color32, TextureHandle, vec2};
 
 use crate::app::settings::Settings;
@@ -15,7 +17,7 @@ const MAX_COLUMNS: usize = 256;
 
 #[derive(Default)]
 pub struct AttentionPanel {
-    map: Heatmap,
+    map: Arc<Heatmap>,
     prompt: Vec<String>,
     answer: Vec<String>,
     spans: Vec<SourceSpan>,

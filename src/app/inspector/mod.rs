@@ -7,7 +7,6 @@ mod retrieval;
 mod space;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use super::settings::Settings;
 use super::text::{Lang, Strings};
@@ -90,7 +89,7 @@ impl InspectorView {
         self.space
             .follow(a.question_point, &answer.trace, answer.plan.sources.len());
         self.attention.follow(a);
-        self.engine.answer = Some(Arc::new(answer.clone()));
+        self.engine.answer = Some(answer.clone());
     }
 
     pub fn ui(
