@@ -19,6 +19,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
+/// Room for the memory figure in the top bar ("메모리 12345 MB" fits).
+const MEMORY_WIDTH: f32 = 120.0;
+
 pub use inspector::Tab;
 pub use settings::{Settings, Theme};
 pub use text::Lang;
@@ -223,7 +226,12 @@ impl GlassboxApp {
                 self.memory = (Instant::now(), crate::models::fit::resident_memory());
             }
             if let Some(bytes) = self.memory.1 {
-                ui.label(format!("{} {:.0} MB", t.memory, bytes as f64 / 1e6));
+                // A fixed slot, so the buttons after it stay put as the figure grows a digit.
+                let text = format!("{} {:.0} MB", t.memory, bytes as f64 / 1e6);
+                ui.add_sized(
+                    [MEMORY_WIDTH, ui.spacing().interact_size.y],
+                    egui::Label::new(text),
+                );
             }
             ui.separator();
             if ui.button(t.settings).clicked() {
