@@ -153,7 +153,8 @@ impl ModelsView {
         None
     }
 
-    /// Downloads on a thread of its own; a cancelled download stops at its next file.
+    /// Downloads on a thread of its own; a cancelled download stops within the file it is on
+    /// and resumes from there next time.
     fn start(&mut self, ctx: egui::Context, spec: ModelSpec) {
         let state = Arc::new(Mutex::new(Download::Starting));
         let cancel = Arc::new(AtomicBool::new(false));

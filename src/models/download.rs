@@ -8,6 +8,7 @@ use hf_hub::api::sync::ApiBuilder;
 use hf_hub::{Cache, Repo, RepoType};
 use sha2::{Digest, Sha256};
 use std::io::Read;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -73,8 +74,9 @@ impl Hub {
         self.download_cancellable(spec, &AtomicBool::new(false), progress)
     }
 
-    /// As `download`, stopping before the next file once `cancel` is set (hf-hub cannot stop
-    /// within a file; a file already fetched stays in the cache, verified).
+    /// As `download`, stopping as soon as `cancel` is set, within a file too: the part fetched
+    /// so far stays as hf-hub's `.part` file, and the next download resumes it. Files already
+    /// fetched stay in the cache, verified.
     pub fn download_cancellable(
         &self,
         spec: &ModelSpec,
@@ -105,10 +107,18 @@ impl Hub {
                 done: 0,
                 total: 0,
                 callback: progress,
+                cancel,
             };
-            let path = repo
-                .download_with_progress(&file.name, reporter)
-                .map_err(|e| fail(&file.name, e.to_string()))?;
+            let fetched = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                repo.download_with_progress(&file.name, reporter)
+            }));
+            let path = match fetched {
+                Ok(result) => result.map_err(|e| fail(&file.name, e.to_string()))?,
+                Err(stop) if stop.is::<StopDownload>() => {
+                    return Err(fail(&file.name, "cancelled".into()));
+                }
+                Err(other) => std::panic::resume_unwind(other),
+            };
             let actual = sha256(&path).map_err(|e| fail(&file.name, e.to_string()))?;
             if actual != file.sha256 {
                 remove_cached(&path);
@@ -153,13 +163,20 @@ pub fn sha256(path: &Path) -> std::io::Result<String> {
         .collect())
 }
 
-/// Adapts hf-hub's progress calls to our callback.
+/// Adapts hf-hub's progress calls to our callback, and stops the download when cancelled.
 struct Reporter<'a> {
     file: String,
     done: u64,
     total: u64,
     callback: &'a mut dyn FnMut(DownloadProgress),
+    cancel: &'a AtomicBool,
 }
+
+/// Carries a cancel out of hf-hub's copy loop, which has no way to stop. Raised with
+/// `resume_unwind` (no panic hook, nothing printed) and caught in `download_cancellable`.
+/// Unwinding runs hf-hub's destructors: its lock on the blob is released and the `.part` file
+/// is closed, ready to be resumed.
+struct StopDownload;
 
 impl hf_hub::api::Progress for Reporter<'_> {
     fn init(&mut self, size: usize, _filename: &str) {
@@ -174,6 +191,9 @@ impl hf_hub::api::Progress for Reporter<'_> {
             done: self.done,
             total: self.total,
         });
+        if self.cancel.load(Ordering::Relaxed) {
+            std::panic::resume_unwind(Box::new(StopDownload));
+        }
     }
 
     fn finish(&mut self) {}

@@ -134,7 +134,7 @@ fn wrong_checksum_is_an_error_and_leaves_nothing_behind() {
 }
 
 #[test]
-fn a_cancelled_download_stops_before_its_next_file_and_resumes_later() {
+fn a_cancelled_download_stops_within_its_file_and_resumes_later() {
     let server = HfServer::start();
     let (first, second) = (payload(200_000), payload(300_000));
     for (name, bytes) in [("config.json", &first), ("model.safetensors", &second)] {
@@ -144,22 +144,33 @@ fn a_cancelled_download_stops_before_its_next_file_and_resumes_later() {
     let home = tempfile::tempdir().unwrap();
     let hub = Hub::new(Some(server.endpoint.clone()), home.path());
     let cancel = std::sync::atomic::AtomicBool::new(false);
-    // The user presses Cancel while the first file comes in.
+    // The user presses Cancel a quarter of the way into the first file.
     let err = hub
-        .download_cancellable(&spec, &cancel, &mut |_| {
-            cancel.store(true, std::sync::atomic::Ordering::Relaxed)
+        .download_cancellable(&spec, &cancel, &mut |p| {
+            if p.done >= 50_000 {
+                cancel.store(true, std::sync::atomic::Ordering::Relaxed)
+            }
         })
         .unwrap_err();
     assert!(err.to_string().contains("cancelled"), "{err}");
     let snapshot = hub.snapshot_dir(&spec);
-    assert_eq!(std::fs::read(snapshot.join("config.json")).unwrap(), first);
-    assert!(!snapshot.join("model.safetensors").exists());
+    assert!(!snapshot.join("config.json").exists());
     assert_eq!(hub.cached_dir(&spec), None);
-    // Started again, it completes.
+    let parts: Vec<u64> = walk(home.path())
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "part"))
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .collect();
+    assert!(
+        matches!(parts[..], [n] if n > 0 && n < first.len() as u64),
+        "one partial file, stopped within it: {parts:?}"
+    );
+    // Started again, it completes, both files verified.
     let never = std::sync::atomic::AtomicBool::new(false);
     let dir = hub
         .download_cancellable(&spec, &never, &mut |_| {})
         .unwrap();
+    assert_eq!(std::fs::read(dir.join("config.json")).unwrap(), first);
     assert_eq!(
         std::fs::read(dir.join("model.safetensors")).unwrap(),
         second
