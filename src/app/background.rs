@@ -2,7 +2,7 @@
 //! language model, and serves the window's requests one at a time.
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,7 +16,7 @@ use crate::library::watch::FolderWatcher;
 use crate::library::{IndexOptions, Progress};
 use crate::llm::{Engine, EngineOptions};
 use crate::viz::attention::Heatmap;
-use crate::viz::space::{self, Space};
+use crate::viz::space::{self, Method, Space};
 
 type Outcome = Result<(), String>;
 
@@ -34,6 +34,12 @@ pub(super) struct Background {
     settings: Settings,
     engine: Option<Engine>,
     space: Option<Arc<Space>>,
+    /// How the panel last asked for the space to be drawn; kept for redrawing it.
+    method: Method,
+    /// The last question, placed again when the space is redrawn.
+    question: Option<String>,
+    /// Cancels the projection running on its own thread.
+    projecting: Option<Arc<AtomicBool>>,
 }
 
 fn text(e: impl std::fmt::Display) -> String {
@@ -59,6 +65,9 @@ impl Background {
             settings,
             engine: None,
             space: None,
+            method: Method::default(),
+            question: None,
+            projecting: None,
         }
     }
 
@@ -85,6 +94,9 @@ impl Background {
         }
         while let Ok(request) = inbox.recv() {
             if matches!(request, Request::Shutdown) {
+                if let Some(projecting) = &self.projecting {
+                    projecting.store(true, Ordering::Relaxed);
+                }
                 break;
             }
             let result = runtime.block_on(self.serve(&mut library, request));
@@ -189,7 +201,15 @@ impl Background {
                 self.send(Update::Reading(Box::new(reading)));
                 Ok(())
             }
-            Request::Space => self.project(library).await,
+            Request::Space(method) => {
+                self.method = method;
+                self.project(library).await
+            }
+            Request::Projected(space) => {
+                self.projecting = None;
+                self.show_space(library, space);
+                Ok(())
+            }
             Request::Refresh => self.refresh(library).await,
             Request::Shutdown => Ok(()),
         }
@@ -272,6 +292,7 @@ impl Background {
     }
 
     async fn ask(&mut self, library: &Library, chat: Option<i64>, question: &str) -> Outcome {
+        self.question = Some(question.to_owned());
         if self.settings.llm.is_none() {
             let response = library
                 .search(question, &self.settings.search_options())
@@ -429,23 +450,55 @@ impl Background {
         Ok(())
     }
 
+    /// Starts projecting the library's vectors on a thread of its own (UMAP of a large library
+    /// takes minutes), so the worker goes on serving; the picture comes back as
+    /// `Request::Projected`. A projection still running is cancelled: only the newest counts.
     async fn project(&mut self, library: &Library) -> Outcome {
-        self.send(Update::Job(Some(Job::Projecting(0.0))));
-        let (outbox, wake) = (self.outbox.clone(), self.wake.clone());
-        let mut last = Instant::now();
-        let mut progress = |p: f32| {
-            if last.elapsed() > Duration::from_millis(100) {
-                last = Instant::now();
-                let _ = outbox.send(Update::Job(Some(Job::Projecting(p))));
-                wake();
-            }
+        if let Some(previous) = self.projecting.take() {
+            previous.store(true, Ordering::Relaxed);
+        }
+        let Some(index) = library.vector_index().await.map_err(text)? else {
+            self.show_space(library, None);
+            return Ok(());
         };
-        let never = AtomicBool::new(false);
-        let space = space::build(library, &never, &mut progress)
-            .await
-            .map_err(text)?;
-        self.space = space.map(Arc::new);
-        self.send(Update::Space(self.space.clone()));
+        let labels = library.catalog().chunk_labels().await.map_err(text)?;
+        let cancel = Arc::new(AtomicBool::new(false));
+        self.projecting = Some(cancel.clone());
+        let (outbox, wake, requests) = (
+            self.outbox.clone(),
+            self.wake.clone(),
+            self.requests.clone(),
+        );
+        let method = self.method;
+        std::thread::spawn(move || {
+            let mut last = Instant::now();
+            let mut progress = |p: f32| {
+                if last.elapsed() > Duration::from_millis(100) {
+                    last = Instant::now();
+                    let _ = outbox.send(Update::Job(Some(Job::Projecting(p))));
+                    wake();
+                }
+            };
+            progress(0.0);
+            match space::project(&index, labels, method, &cancel, &mut progress) {
+                Ok(space) => {
+                    let _ = requests.send(Request::Projected(space.map(Arc::new)));
+                }
+                // Cancelled: a newer projection has taken its place.
+                Err(_) if cancel.load(Ordering::Relaxed) => {}
+                Err(e) => {
+                    let _ = outbox.send(Update::Failed(e.to_string()));
+                    wake();
+                }
+            }
+        });
         Ok(())
+    }
+
+    /// A new picture: kept for placing questions, and sent with the last question placed.
+    fn show_space(&mut self, library: &Library, space: Option<Arc<Space>>) {
+        self.space = space;
+        let point = (self.question.as_deref()).and_then(|q| self.question_point(library, q));
+        self.send(Update::Space(self.space.clone(), point));
     }
 }

@@ -1,6 +1,7 @@
-//! `glassbox bench ui`: the real window, driven by a script, measuring how long each frame
-//! takes on the UI thread while the library indexes a corpus and while the model answers. The
-//! UI must never wait for that work, so its frames should stay short throughout.
+//! `glassbox bench ui` and `bench space`: the real window, driven by a script, measuring how
+//! long each frame takes on the UI thread while the library indexes a corpus, while the model
+//! answers, and while the user pans, zooms and hovers over a large embedding-space picture. The
+//! UI must never wait for work, so its frames should stay short throughout.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -10,6 +11,7 @@ use serde::Serialize;
 
 use super::worker::Request;
 use super::{GlassboxApp, Settings};
+use crate::viz::space::Space;
 
 /// Frame times of one phase, in milliseconds.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -25,10 +27,33 @@ pub struct PhaseFrames {
     pub seconds: f32,
 }
 
+/// The phases a script ran; those it did not run have no frames.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct FrameReport {
     pub indexing: PhaseFrames,
     pub answering: PhaseFrames,
+    pub exploring: PhaseFrames,
+}
+
+impl FrameReport {
+    pub fn phases(&self) -> impl Iterator<Item = (&'static str, &PhaseFrames)> {
+        [
+            ("indexing", &self.indexing),
+            ("answering", &self.answering),
+            ("exploring the embedding space", &self.exploring),
+        ]
+        .into_iter()
+        .filter(|(_, p)| p.frames > 0)
+    }
+}
+
+/// What the window is made to do.
+pub enum Script {
+    /// Index `corpus`, then ask `question`.
+    IndexAndAnswer { corpus: PathBuf, question: String },
+    /// Show `space` in the embedding-space panel and, for `frames` frames, move the pointer over
+    /// it, scroll to zoom in and out, and drag to pan, as real input events.
+    Explore { space: Arc<Space>, frames: usize },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -36,12 +61,12 @@ enum Phase {
     Start,
     Indexing { seen_work: bool },
     Answering { seen_work: bool },
+    Exploring { frame: usize },
     Done,
 }
 
 pub struct FrameBench {
-    corpus: PathBuf,
-    question: String,
+    script: Script,
     phase: Phase,
     started: Instant,
     last_frame: Option<Instant>,
@@ -51,10 +76,9 @@ pub struct FrameBench {
 }
 
 impl FrameBench {
-    pub fn new(corpus: PathBuf, question: String, report: Arc<Mutex<FrameReport>>) -> Self {
+    pub fn new(script: Script, report: Arc<Mutex<FrameReport>>) -> Self {
         FrameBench {
-            corpus,
-            question,
+            script,
             phase: Phase::Start,
             started: Instant::now(),
             last_frame: None,
@@ -76,25 +100,47 @@ impl FrameBench {
         }
         bench.last_frame = Some(now);
         let busy = app.job.is_some();
-        bench.phase = match bench.phase {
-            Phase::Start => {
-                app.worker.send(Request::Index(vec![bench.corpus.clone()]));
+        bench.phase = match (bench.phase, &bench.script) {
+            (Phase::Start, Script::IndexAndAnswer { corpus, .. }) => {
+                app.worker.send(Request::Index(vec![corpus.clone()]));
                 bench.restart();
                 Phase::Indexing { seen_work: false }
             }
-            Phase::Indexing { seen_work } if seen_work && !busy => {
+            (Phase::Start, Script::Explore { space, .. }) => {
+                app.inspector.show_space(space.clone());
+                bench.restart();
+                Phase::Exploring { frame: 0 }
+            }
+            (Phase::Exploring { frame }, Script::Explore { frames, .. }) if frame >= *frames => {
+                bench
+                    .report
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .exploring = bench.take();
+                ctx.send_viewport_cmd(egui::ViewportCommand::Close);
+                Phase::Done
+            }
+            (Phase::Exploring { frame }, _) => {
+                // Input drives these frames: ask for the next one as a moving pointer would.
+                ctx.request_repaint();
+                Phase::Exploring { frame: frame + 1 }
+            }
+            (Phase::Indexing { seen_work }, Script::IndexAndAnswer { question, .. })
+                if seen_work && !busy =>
+            {
+                let question = question.clone();
                 bench
                     .report
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .indexing = bench.take();
-                app.chat.ask(bench.question.clone(), &app.worker);
+                app.chat.ask(question, &app.worker);
                 Phase::Answering { seen_work: false }
             }
-            Phase::Indexing { seen_work } => Phase::Indexing {
+            (Phase::Indexing { seen_work }, _) => Phase::Indexing {
                 seen_work: seen_work || busy,
             },
-            Phase::Answering { seen_work } if seen_work && !busy && !app.chat.is_busy() => {
+            (Phase::Answering { seen_work }, _) if seen_work && !busy && !app.chat.is_busy() => {
                 bench
                     .report
                     .lock()
@@ -103,11 +149,53 @@ impl FrameBench {
                 ctx.send_viewport_cmd(egui::ViewportCommand::Close);
                 Phase::Done
             }
-            Phase::Answering { seen_work } => Phase::Answering {
+            (Phase::Answering { seen_work }, _) => Phase::Answering {
                 seen_work: seen_work || busy,
             },
-            Phase::Done => Phase::Done,
+            (Phase::Done, _) => Phase::Done,
         };
+    }
+
+    /// The input of an exploring frame: the pointer circles over the picture; for the first half
+    /// of every 120 frames the wheel zooms in and out about it, for the second half the primary
+    /// button is held, so the picture pans with the pointer.
+    pub(super) fn input(app: &GlassboxApp, raw: &mut egui::RawInput) {
+        let Some(FrameBench {
+            phase: Phase::Exploring { frame },
+            ..
+        }) = app.bench
+        else {
+            return;
+        };
+        let Some(canvas) = app.inspector.space_canvas() else {
+            return;
+        };
+        let angle = frame as f32 * 0.05;
+        let radius = canvas.width().min(canvas.height()) * 0.3;
+        let at = canvas.center() + egui::vec2(angle.cos(), angle.sin()) * radius;
+        raw.events.push(egui::Event::PointerMoved(at));
+        let cycle = frame % 120;
+        let button = |pressed| egui::Event::PointerButton {
+            pos: at,
+            button: egui::PointerButton::Primary,
+            pressed,
+            modifiers: egui::Modifiers::NONE,
+        };
+        match cycle {
+            0..60 => {
+                let direction = if cycle < 30 { 1.0 } else { -1.0 };
+                raw.events.push(egui::Event::MouseWheel {
+                    unit: egui::MouseWheelUnit::Point,
+                    delta: egui::vec2(0.0, 40.0 * direction),
+                    phase: egui::TouchPhase::Move,
+                    source: egui::MouseWheelSource::Wheel,
+                    modifiers: egui::Modifiers::NONE,
+                });
+            }
+            60 => raw.events.push(button(true)),
+            119 => raw.events.push(button(false)),
+            _ => {}
+        }
     }
 
     fn restart(&mut self) {
@@ -139,14 +227,8 @@ fn percentile(values: &mut [f32], q: f32) -> f32 {
     values[i]
 }
 
-/// Runs the window over `data_dir`, indexing `corpus` and then asking `question`; returns the
-/// frame times of both phases.
-pub fn run(
-    data_dir: PathBuf,
-    corpus: PathBuf,
-    question: String,
-    settings: Settings,
-) -> Result<FrameReport, String> {
+/// Runs the window over `data_dir` through `script`; returns the frame times of its phases.
+pub fn run(data_dir: PathBuf, script: Script, settings: Settings) -> Result<FrameReport, String> {
     let report = Arc::new(Mutex::new(FrameReport::default()));
     let sink = report.clone();
     let options = super::native_options();
@@ -155,7 +237,7 @@ pub fn run(
         options,
         Box::new(move |_| {
             let mut app = GlassboxApp::new(data_dir, settings);
-            app.bench = Some(FrameBench::new(corpus, question, sink));
+            app.bench = Some(FrameBench::new(script, sink));
             Ok(Box::new(app))
         }),
     )

@@ -298,6 +298,10 @@ impl eframe::App for GlassboxApp {
         }
     }
 
+    fn raw_input_hook(&mut self, _ctx: &egui::Context, raw: &mut egui::RawInput) {
+        bench::FrameBench::input(self, raw);
+    }
+
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
         eframe::set_value(storage, settings::KEY, &self.settings);
     }

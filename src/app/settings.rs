@@ -8,6 +8,7 @@ use super::text::{Lang, Strings};
 use crate::answer::AskOptions;
 use crate::llm::{AttentionKind, CaptureSpec, SamplingParams};
 use crate::retrieve::{Mode, SearchOptions};
+use crate::viz::space::Method;
 
 /// eframe storage key.
 pub const KEY: &str = "glassbox.settings";
@@ -37,6 +38,8 @@ pub struct Settings {
     pub attention: AttentionKind,
     /// The layer whose attention the next answer records (the last when unset).
     pub attention_layer: Option<usize>,
+    /// How the embedding-space panel flattens the vectors.
+    pub projection: Method,
     /// The GGUF model that answers; keyword search only without one.
     pub llm: Option<PathBuf>,
     /// Where the library lives (the platform's data folder when unset); used at the next start.
@@ -68,6 +71,7 @@ impl Default for Settings {
             rerank: true,
             attention: AttentionKind::default(),
             attention_layer: None,
+            projection: Method::Pca,
             llm: None,
             data_dir: None,
         }
@@ -200,6 +204,7 @@ mod tests {
             mode: Some(Mode::Bm25),
             temperature: 0.0,
             attention_layer: Some(99),
+            projection: Method::Umap,
             ..Settings::default()
         };
         let text = serde_json::to_string(&settings).unwrap();

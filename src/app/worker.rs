@@ -16,7 +16,7 @@ use crate::ingest::reader::Reading;
 use crate::library::{IndexSummary, LibraryStatus};
 use crate::retrieve::SearchResponse;
 use crate::viz::attention::Heatmap;
-use crate::viz::space::Space;
+use crate::viz::space::{Method, Space};
 
 pub enum Request {
     /// Add these folders or files to the library and index them.
@@ -40,8 +40,10 @@ pub enum Request {
     ExportChat(i64, PathBuf),
     /// Show this chunk where it stands in its document.
     Read(i64),
-    /// Project the library's vectors for the embedding-space panel.
-    Space,
+    /// Project the library's vectors for the embedding-space panel, this way.
+    Space(Method),
+    /// A picture of the space, finished (sent by the thread that computed it).
+    Projected(Option<Arc<Space>>),
     Refresh,
     /// The window is closing: stop serving and close the library.
     Shutdown,
@@ -121,8 +123,9 @@ pub enum Update {
     /// The chat shown was deleted.
     ChatClosed(i64),
     Reading(Box<Reading>),
-    /// The library's embedding space; `None` without vectors to project.
-    Space(Option<Arc<Space>>),
+    /// The library's embedding space (`None` without vectors to project) and where the last
+    /// question lands in it.
+    Space(Option<Arc<Space>>, Option<[f32; 2]>),
     /// A finished action worth telling the user about.
     Notice(String),
     /// Something failed; the message says what and what to do.

@@ -2,6 +2,7 @@
 
 pub mod corpus;
 pub mod llm;
+pub mod space;
 
 use crate::error::{Error, Result};
 use crate::index::Analyzer;

@@ -2,9 +2,11 @@
 
 use clap::Subcommand;
 use glassbox::Library;
+use glassbox::app::bench::{FrameReport, Script};
 use glassbox::bench;
 use glassbox::index::Analyzer;
 use glassbox::library::IndexOptions;
+use glassbox::viz::space::Method;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -79,6 +81,22 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 64)]
         max_tokens: usize,
     },
+    /// Embedding-space pictures: the time PCA and UMAP take for `--points` synthetic clustered
+    /// vectors and, with `--window` (run it under a display), the window's frame times while
+    /// the pointer pans, zooms and hovers over the picture for `--frames` frames.
+    Space {
+        #[arg(long, default_value_t = 100_000)]
+        points: usize,
+        #[arg(long, default_value_t = 384)]
+        dims: usize,
+        /// Also time UMAP (minutes at 100,000 points on two cores).
+        #[arg(long)]
+        umap: bool,
+        #[arg(long)]
+        window: bool,
+        #[arg(long, default_value_t = 600)]
+        frames: usize,
+    },
     /// hit@1/hit@5 of each keyword analyzer on a labelled Korean question set.
     Tokenizers {
         #[arg(long, default_value = "tests/data/ko-corpus")]
@@ -86,6 +104,20 @@ pub enum BenchCommand {
         #[arg(long, default_value = "tests/data/ko-queries.tsv")]
         queries: PathBuf,
     },
+}
+
+fn print_frames(report: &FrameReport) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string(report)?);
+    println!(
+        "| phase | frames | seconds | CPU p50 ms | CPU p95 ms | CPU max ms | interval p95 ms |\n|---|---|---|---|---|---|---|"
+    );
+    for (name, p) in report.phases() {
+        println!(
+            "| {name} | {} | {:.1} | {:.2} | {:.2} | {:.2} | {:.1} |",
+            p.frames, p.seconds, p.cpu_p50_ms, p.cpu_p95_ms, p.cpu_max_ms, p.interval_p95_ms
+        );
+    }
+    Ok(())
 }
 
 fn work_dir(given: Option<PathBuf>) -> anyhow::Result<(PathBuf, Option<tempfile::TempDir>)> {
@@ -309,25 +341,46 @@ pub async fn run(
                 lang: glassbox::app::Lang::En,
                 ..Default::default()
             };
-            let report = glassbox::app::bench::run(data, corpus, question, settings)
+            let script = Script::IndexAndAnswer { corpus, question };
+            let report = glassbox::app::bench::run(data, script, settings)
                 .map_err(|e| anyhow::anyhow!(e))?;
-            println!("{}", serde_json::to_string(&report)?);
-            println!(
-                "| phase | frames | seconds | CPU p50 ms | CPU p95 ms | CPU max ms | interval p95 ms |\n|---|---|---|---|---|---|---|"
-            );
-            for (name, p) in [
-                ("indexing", &report.indexing),
-                ("answering", &report.answering),
-            ] {
+            print_frames(&report)?;
+        }
+        BenchCommand::Space {
+            points,
+            dims,
+            umap,
+            window,
+            frames,
+        } => {
+            let methods: &[Method] = if umap {
+                &[Method::Pca, Method::Umap]
+            } else {
+                &[Method::Pca]
+            };
+            let mut last = None;
+            for &method in methods {
+                let (time, space) = bench::space::projection(points, dims, method)?;
+                println!("{}", serde_json::to_string(&time)?);
                 println!(
-                    "| {name} | {} | {:.1} | {:.2} | {:.2} | {:.2} | {:.1} |",
-                    p.frames,
-                    p.seconds,
-                    p.cpu_p50_ms,
-                    p.cpu_p95_ms,
-                    p.cpu_max_ms,
-                    p.interval_p95_ms
+                    "{}: {} points of {} dimensions in {:.1} s",
+                    time.method, time.points, time.dims, time.seconds
                 );
+                last = space;
+            }
+            if let (true, Some(space)) = (window, last) {
+                let work = tempfile::tempdir()?;
+                let script = Script::Explore {
+                    space: std::sync::Arc::new(space),
+                    frames,
+                };
+                let settings = glassbox::app::Settings {
+                    lang: glassbox::app::Lang::En,
+                    ..Default::default()
+                };
+                let report = glassbox::app::bench::run(work.path().join("data"), script, settings)
+                    .map_err(|e| anyhow::anyhow!(e))?;
+                print_frames(&report)?;
             }
         }
         BenchCommand::Tokenizers { corpus, queries } => {

@@ -305,6 +305,13 @@ fn answers_cite_sources_and_chats_persist() {
     assert!(shows(&harness, "KV cache blocks"));
     harness.get_by_label("Embedding space").click();
     step_until(&mut harness, "the embedding space", |h| shows(h, "PC1"));
+    // UMAP instead of PCA, computed on the worker.
+    harness.get_by_label("Projection").click_accesskit();
+    harness.run_steps(2);
+    harness.get_by_label("UMAP").click_accesskit();
+    step_until(&mut harness, "the UMAP picture", |h| {
+        shows(h, "UMAP · laid out") && !shows(h, "PC1")
+    });
 
     // Regenerating replaces the answer: still one question and one answer.
     harness.get_by_label("Regenerate").click();
@@ -345,7 +352,10 @@ fn answers_cite_sources_and_chats_persist() {
     let mut harness = self::harness(&data, settings);
     step_until(&mut harness, "the library", |h| shows(h, " indexed · "));
     harness.get_by_label("Chat").click_accesskit();
-    harness.run_steps(2);
+    // The list of chats arrives after the library's summary.
+    step_until(&mut harness, "the chat in the list", |h| {
+        h.query_all_by_label_contains("(renamed)").count() == 1
+    });
     harness.get_by_label_contains("(renamed)").click_accesskit();
     step_until(&mut harness, "the chat to open", |h| shows(h, "Regenerate"));
     assert!(shows(&harness, question));

@@ -7,12 +7,14 @@ mod retrieval;
 mod space;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::settings::Settings;
 use super::text::{Lang, Strings};
 use super::worker::{Answered, Request, Update, Worker};
 use crate::concepts;
 use crate::viz::retrieval::journeys;
+use crate::viz::space::Space;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Tab {
@@ -71,7 +73,7 @@ impl InspectorView {
                 self.space.follow(*point, &r.trace, 0);
             }
             Update::Answered(a) => self.follow_answer(a),
-            Update::Space(space) => self.space.set(space.clone()),
+            Update::Space(space, question) => self.space.set(space.clone(), *question),
             _ => {}
         }
     }
@@ -90,6 +92,17 @@ impl InspectorView {
             .follow(a.question_point, &answer.trace, answer.plan.sources.len());
         self.attention.follow(a);
         self.engine.answer = Some(answer.clone());
+    }
+
+    /// Opens the embedding-space tab on `space` (for `bench space`).
+    pub fn show_space(&mut self, space: Arc<Space>) {
+        self.tab = Tab::EmbeddingSpace;
+        self.space.show(space);
+    }
+
+    /// Where the embedding-space picture was drawn last frame.
+    pub fn space_canvas(&self) -> Option<egui::Rect> {
+        self.space.canvas()
     }
 
     pub fn ui(
@@ -126,7 +139,7 @@ impl InspectorView {
             Tab::Retrieval => self.retrieval.ui(ui, t),
             Tab::Attention => self.attention.ui(ui, t, settings),
             Tab::EmbeddingSpace => {
-                if let Some(chunk) = self.space.ui(ui, t, worker) {
+                if let Some(chunk) = self.space.ui(ui, t, worker, &mut settings.projection) {
                     worker.send(Request::Read(chunk));
                 }
             }
