@@ -40,6 +40,15 @@ pub(super) struct Background {
     question: Option<String>,
     /// Cancels the projection running on its own thread.
     projecting: Option<Arc<AtomicBool>>,
+    /// The answer the inspector shows, for recomputing its attention.
+    shown: Option<Shown>,
+}
+
+/// The tokens an answer ran through its model.
+struct Shown {
+    model: PathBuf,
+    tokens: Vec<u32>,
+    prompt_len: usize,
 }
 
 fn text(e: impl std::fmt::Display) -> String {
@@ -68,6 +77,7 @@ impl Background {
             method: Method::default(),
             question: None,
             projecting: None,
+            shown: None,
         }
     }
 
@@ -205,6 +215,7 @@ impl Background {
                 self.method = method;
                 self.project(library).await
             }
+            Request::Attention(layer) => self.recompute_attention(layer),
             Request::Projected(space) => {
                 self.projecting = None;
                 self.show_space(library, space);
@@ -389,7 +400,7 @@ impl Background {
 
     /// The answer with its attention heatmap and token texts. The captured rows go into the
     /// heatmap and leave the answer, so the window never copies them.
-    fn answered(&self, library: &Library, chat: i64, mut answer: Answer) -> Answered {
+    fn answered(&mut self, library: &Library, chat: i64, mut answer: Answer) -> Answered {
         let engine = self
             .engine
             .as_ref()
@@ -404,8 +415,17 @@ impl Background {
                 .iter()
                 .map(|r| (r.row.head, r.row.pos, r.row.probs.as_slice())),
         );
+        // The tokens generation ran (the last sampled one never is), to run again for
+        // another layer.
+        let mut tokens = answer.plan.ids.clone();
+        tokens.extend(&answer.ids[..answer.ids.len().saturating_sub(1)]);
+        let shown = Shown {
+            model: engine.path().to_owned(),
+            tokens,
+            prompt_len: answer.plan.prompt_tokens,
+        };
         let pieces = |ids: &[u32]| ids.iter().map(|&id| engine.tokenizer.piece(id)).collect();
-        Answered {
+        let answered = Answered {
             chat,
             heatmap: Arc::new(heatmap),
             prompt_pieces: pieces(&answer.plan.ids),
@@ -415,7 +435,41 @@ impl Background {
             n_kv_head: config.n_kv_head,
             question_point: self.question_point(library, &answer.question),
             answer: Arc::new(answer),
-        }
+        };
+        self.shown = Some(shown);
+        answered
+    }
+
+    /// Another layer's attention for the answer shown, by running its tokens again with that
+    /// layer captured (the engine keeps one layer per answer, to bound memory).
+    fn recompute_attention(&mut self, layer: usize) -> Outcome {
+        let shown = self
+            .shown
+            .as_ref()
+            .ok_or("there is no answer to look into yet: ask a question first")?;
+        let engine = self
+            .engine
+            .as_mut()
+            .filter(|e| e.path() == shown.model)
+            .ok_or("the model that gave this answer is no longer loaded: ask again")?;
+        let _ = self.outbox.send(Update::Job(Some(Job::Attention(layer))));
+        (self.wake)();
+        let config = &engine.model.config;
+        let mut capture = self
+            .settings
+            .ask_options(config.n_layer, config.n_head)
+            .capture;
+        capture.layers = vec![layer.min(config.n_layer - 1)];
+        let records = engine.attention_of(&shown.tokens, &capture).map_err(text)?;
+        let heatmap = Heatmap::new(
+            capture.layers[0],
+            shown.prompt_len,
+            records
+                .iter()
+                .map(|r| (r.row.head, r.row.pos, r.row.probs.as_slice())),
+        );
+        self.send(Update::Heatmap(Arc::new(heatmap)));
+        Ok(())
     }
 
     fn question_point(&self, library: &Library, question: &str) -> Option<[f32; 2]> {

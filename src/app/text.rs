@@ -90,7 +90,7 @@ pub struct Strings {
     pub models: &'static str,
     pub models_intro: &'static str,
     pub new_chat: &'static str,
-    pub next_answer_layer: &'static str,
+    pub recomputing_layer: &'static str,
     pub no_llm: &'static str,
     pub no_vectors: &'static str,
     pub open_file: &'static str,
@@ -130,7 +130,7 @@ pub struct Strings {
     pub fits: [&'static str; 3],
     pub model_columns: [&'static str; 7],
     pub themes: [&'static str; 3],
-    pub jobs: [&'static str; 6],
+    pub jobs: [&'static str; 7],
 }
 
 const KO: Strings = Strings {
@@ -194,7 +194,7 @@ const KO: Strings = Strings {
     models: "모델",
     models_intro: "알려진 모델입니다. 내려받은 파일은 Hugging Face 캐시에 저장됩니다.",
     new_chat: "새 대화",
-    next_answer_layer: "다음 답변에서 기록할 층",
+    recomputing_layer: "답변을 다시 돌려 이 층의 어텐션을 계산하는 중:",
     no_llm: "모델 없음 (키워드 검색)",
     no_vectors: "아직 벡터가 없습니다. 임베딩 모델을 받고 색인하세요.",
     open_file: "파일 열기",
@@ -246,6 +246,7 @@ const KO: Strings = Strings {
         "언어 모델 불러오는 중",
         "답변 생성 중",
         "임베딩 공간 계산",
+        "어텐션 다시 계산",
     ],
 };
 
@@ -312,7 +313,7 @@ const EN: Strings = Strings {
     models: "Models",
     models_intro: "Known models. Downloads go to the Hugging Face cache.",
     new_chat: "New chat",
-    next_answer_layer: "Record for the next answer: layer",
+    recomputing_layer: "Running the answer again for the attention of layer",
     no_llm: "No model (keyword search)",
     no_vectors: "No vectors yet: get an embedding model and index.",
     open_file: "Open file",
@@ -367,6 +368,7 @@ const EN: Strings = Strings {
         "Loading the language model",
         "Answering",
         "Projecting the embedding space",
+        "Recomputing attention",
     ],
 };
 
@@ -388,6 +390,7 @@ impl Strings {
             Job::LoadingLlm => self.jobs[3].to_owned(),
             Job::Answering => self.jobs[4].to_owned(),
             Job::Projecting(p) => format!("{} {:.0}%", self.jobs[5], p * 100.0),
+            Job::Attention(layer) => format!("{} ({} {layer})", self.jobs[6], self.layer),
         }
     }
 }

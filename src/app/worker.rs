@@ -42,6 +42,8 @@ pub enum Request {
     Read(i64),
     /// Project the library's vectors for the embedding-space panel, this way.
     Space(Method),
+    /// Show this layer's attention for the answer shown: its tokens are run again.
+    Attention(usize),
     /// A picture of the space, finished (sent by the thread that computed it).
     Projected(Option<Arc<Space>>),
     Refresh,
@@ -84,10 +86,15 @@ impl IndexProgress {
 pub enum Job {
     LoadingModels,
     Indexing,
-    Embedding { done: u64, total: u64 },
+    Embedding {
+        done: u64,
+        total: u64,
+    },
     LoadingLlm,
     Answering,
     Projecting(f32),
+    /// Running the shown answer again for the attention of this layer.
+    Attention(usize),
 }
 
 /// An answer with what the inspector draws from it.
@@ -126,6 +133,8 @@ pub enum Update {
     /// The library's embedding space (`None` without vectors to project) and where the last
     /// question lands in it.
     Space(Option<Arc<Space>>, Option<[f32; 2]>),
+    /// Another layer's attention for the answer shown.
+    Heatmap(Arc<Heatmap>),
     /// A finished action worth telling the user about.
     Notice(String),
     /// Something failed; the message says what and what to do.

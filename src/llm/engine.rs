@@ -227,6 +227,25 @@ impl Engine {
         Ok(result?.logits.swap_remove(0))
     }
 
+    /// The attention `capture` asks for, of `tokens` run as a fresh sequence: every position's
+    /// row, as generation would have recorded it. The attention panel uses it to show another
+    /// layer of an answer already given (its prompt and answer tokens run again in one step).
+    pub fn attention_of(
+        &mut self,
+        tokens: &[u32],
+        capture: &CaptureSpec,
+    ) -> LlmResult<Vec<AttnRecord>> {
+        let (seq, _) = self.cache.begin(&[]);
+        let step = [SeqStep {
+            seq,
+            tokens,
+            all_logits: false,
+        }];
+        let result = self.forward(&step, capture);
+        self.cache.end(seq);
+        Ok(result?.attention)
+    }
+
     /// Generate a continuation of `req.prompt`, calling `on_text` with each complete piece of
     /// text. Stops at end of text, a stop string, `max_tokens`, or when `cancel` is set.
     pub fn generate(

@@ -22,6 +22,6 @@ pub use engine::{
     Timings,
 };
 pub use error::{LlmError, LlmResult};
-pub use model::CaptureSpec;
+pub use model::{AttnRecord, CaptureSpec};
 pub use sampler::SamplingParams;
 pub use template::{Message, Role};

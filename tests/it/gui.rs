@@ -300,6 +300,15 @@ fn answers_cite_sources_and_chats_persist() {
     assert!(shows(&harness, "KV 2:"), "SmolLM2's three KV heads, GQA");
     harness.get_by_label("h4").click();
     harness.step();
+    // Another layer of the same answer: its tokens run again with layer 3 captured.
+    harness.get_by_label("Layer").click_accesskit();
+    harness.run_steps(2);
+    harness.get_by_label("3").click_accesskit();
+    step_until(&mut harness, "layer 3", |h| {
+        h.query_all_by_role(Role::ComboBox)
+            .any(|n| n.value().as_deref() == Some("3 / 30"))
+            && !shows(h, "Running the answer again")
+    });
     harness.get_by_label("Engine").click();
     harness.step();
     assert!(shows(&harness, "KV cache blocks"));

@@ -335,6 +335,46 @@ fn attention_is_captured_only_when_asked() {
     assert_eq!(got.ids, plain.ids, "capturing does not change the answer");
 }
 
+/// Another layer of an answer already given: running its prompt and answer again in one step
+/// gives the rows generation records, token by token.
+#[test]
+fn attention_of_an_answer_can_be_recomputed_for_any_layer() {
+    let mut engine = engine(AttentionKind::CpuFused);
+    let prompt = ids(&reference()["greedy"][1]["prompt_ids"]);
+    let mut req = request(prompt.clone(), 6);
+    req.capture = CaptureSpec {
+        layers: vec![17],
+        heads: (0..9).collect(),
+    };
+    let got = engine.generate(&req, None, &mut |_| {}).unwrap();
+    let mut tokens = prompt.clone();
+    tokens.extend(&got.ids[..got.ids.len() - 1]);
+    let again = engine.attention_of(&tokens, &req.capture).unwrap();
+    assert_eq!(again.len(), got.attention.len());
+    let key = |r: &glassbox::llm::AttnRecord| (r.layer, r.row.head, r.row.pos);
+    let mut recorded: Vec<_> = got.attention.iter().collect();
+    let mut replayed: Vec<_> = again.iter().collect();
+    recorded.sort_by_key(|r| key(r));
+    replayed.sort_by_key(|r| key(r));
+    for (a, b) in recorded.iter().zip(&replayed) {
+        assert_eq!(key(a), key(b));
+        let worst = a
+            .row
+            .probs
+            .iter()
+            .zip(&b.row.probs)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            worst < 2e-3,
+            "layer {} head {} pos {}: {worst}",
+            a.layer,
+            a.row.head,
+            a.row.pos
+        );
+    }
+}
+
 #[test]
 fn a_prompt_longer_than_the_window_is_a_clear_error() {
     let mut engine = engine(AttentionKind::Cpu);

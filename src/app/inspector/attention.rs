@@ -9,7 +9,7 @@ use egui::{Color32, TextureHandle, vec2};
 
 use crate::app::settings::Settings;
 use crate::app::text::Strings;
-use crate::app::worker::Answered;
+use crate::app::worker::{Answered, Request, Worker};
 use crate::viz::attention::{Heatmap, SourceSpan, gqa_groups, rollup};
 
 /// Columns of the heatmap at most: a long prompt is summed into this many cells per row.
@@ -29,6 +29,8 @@ pub struct AttentionPanel {
     token: usize,
     /// The drawn heatmap and the head it shows, made again only when the head changes.
     texture: Option<(Option<usize>, TextureHandle, usize)>,
+    /// The layer asked for, while the worker recomputes it.
+    pending: Option<usize>,
 }
 
 impl AttentionPanel {
@@ -40,35 +42,64 @@ impl AttentionPanel {
         (self.n_layer, self.n_head, self.n_kv_head) = (a.n_layer, a.n_head, a.n_kv_head);
         self.token = 0;
         self.texture = None;
+        self.pending = None;
     }
 
-    pub fn ui(&mut self, ui: &mut egui::Ui, t: &Strings, settings: &mut Settings) {
+    /// The worker failed (the message is in the status bar): no layer is on its way.
+    pub fn stop_waiting(&mut self) {
+        self.pending = None;
+    }
+
+    /// Another layer of the same answer.
+    pub fn show_layer(&mut self, map: Arc<Heatmap>) {
+        self.map = map;
+        self.texture = None;
+        self.pending = None;
+    }
+
+    pub fn ui(&mut self, ui: &mut egui::Ui, t: &Strings, settings: &mut Settings, worker: &Worker) {
         if self.map.answer_len() == 0 {
             ui.weak(t.nothing_yet);
             return;
         }
         egui::ScrollArea::vertical().show(ui, |ui| {
-            self.choices(ui, t, settings);
+            self.choices(ui, t, settings, worker);
             self.heatmap(ui, t);
             ui.separator();
             self.token_view(ui, t);
         });
     }
 
-    fn choices(&mut self, ui: &mut egui::Ui, t: &Strings, settings: &mut Settings) {
+    /// The layer (changing it runs the answer again, and later answers record that layer too)
+    /// and the head.
+    fn choices(
+        &mut self,
+        ui: &mut egui::Ui,
+        t: &Strings,
+        settings: &mut Settings,
+        worker: &Worker,
+    ) {
         ui.horizontal(|ui| {
-            let label = ui.label(format!("{} {} / {}", t.layer, self.map.layer, self.n_layer));
-            let mut next = settings.attention_layer.unwrap_or(self.n_layer - 1);
-            egui::ComboBox::from_id_salt("next_layer")
-                .selected_text(format!("{} {next}", t.next_answer_layer))
+            let label = ui.label(t.layer);
+            let mut layer = self.pending.unwrap_or(self.map.layer);
+            egui::ComboBox::from_id_salt("layer")
+                .selected_text(format!("{layer} / {}", self.n_layer))
                 .show_ui(ui, |ui| {
                     for l in 0..self.n_layer {
-                        ui.selectable_value(&mut next, l, l.to_string());
+                        ui.selectable_value(&mut layer, l, l.to_string());
                     }
                 })
                 .response
                 .labelled_by(label.id);
-            settings.attention_layer = Some(next);
+            if layer != self.pending.unwrap_or(self.map.layer) {
+                self.pending = Some(layer);
+                settings.attention_layer = Some(layer);
+                worker.send(Request::Attention(layer));
+            }
+            if let Some(l) = self.pending {
+                ui.spinner();
+                ui.weak(format!("{} {l}", t.recomputing_layer));
+            }
         });
         ui.horizontal_wrapped(|ui| {
             ui.selectable_value(&mut self.head, None, t.mean_of_heads);

@@ -73,6 +73,8 @@ impl InspectorView {
                 self.space.follow(*point, &r.trace, 0);
             }
             Update::Answered(a) => self.follow_answer(a),
+            Update::Heatmap(map) => self.attention.show_layer(map.clone()),
+            Update::Failed(_) => self.attention.stop_waiting(),
             Update::Space(space, question) => self.space.set(space.clone(), *question),
             _ => {}
         }
@@ -137,7 +139,7 @@ impl InspectorView {
         ui.separator();
         match self.tab {
             Tab::Retrieval => self.retrieval.ui(ui, t),
-            Tab::Attention => self.attention.ui(ui, t, settings),
+            Tab::Attention => self.attention.ui(ui, t, settings, worker),
             Tab::EmbeddingSpace => {
                 if let Some(chunk) = self.space.ui(ui, t, worker, &mut settings.projection) {
                     worker.send(Request::Read(chunk));
