@@ -77,7 +77,7 @@ impl GlassboxApp {
             chat: chat::ChatView::default(),
             inspector: inspector::InspectorView::default(),
             reader: reader::ReaderView::default(),
-            models: models::ModelsView::default(),
+            models: models::ModelsView::new(crate::models::Hub::from_env()),
             screenshot: None,
             bench: None,
         }
@@ -86,6 +86,13 @@ impl GlassboxApp {
     /// Saves a picture of the window to `path` once it has settled, then closes it.
     pub fn with_screenshot(mut self, path: PathBuf) -> Self {
         self.screenshot = Some(screenshot::Screenshot::new(path));
+        self
+    }
+
+    /// The Models window downloads from and looks in `hub` (the default reads HF_ENDPOINT and
+    /// HF_HOME).
+    pub fn with_hub(mut self, hub: crate::models::Hub) -> Self {
+        self.models = models::ModelsView::new(hub);
         self
     }
 
@@ -200,7 +207,7 @@ impl GlassboxApp {
                 .width(240.0)
                 .show_ui(ui, |ui| {
                     ui.selectable_value(&mut self.settings.llm, None, t.no_llm);
-                    let mut installed = models::installed_llms();
+                    let mut installed = self.models.installed_llms();
                     if let Some(own) = &self.settings.llm
                         && !installed.iter().any(|(_, p)| p == own)
                     {

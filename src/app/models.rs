@@ -26,29 +26,57 @@ enum Download {
     Failed(String),
 }
 
-#[derive(Default)]
 pub struct ModelsView {
     pub open: bool,
+    hub: Hub,
     downloads: HashMap<String, (Arc<Mutex<Download>>, Arc<AtomicBool>)>,
-}
-
-/// The language models on disk: the known ones downloaded, as paths to their GGUF file.
-pub fn installed_llms() -> Vec<(String, PathBuf)> {
-    let hub = Hub::from_env();
-    models::known()
-        .into_iter()
-        .filter(|m| m.role == Role::Llm)
-        .filter_map(|m| {
-            let dir = hub.cached_dir(&m)?;
-            let file = m.files.first()?;
-            Some((m.id.clone(), dir.join(&file.name)))
-        })
-        .collect()
+    /// The known models and, for those downloaded, their folder. Read from disk when the
+    /// window opens and when a download ends, not on every frame.
+    known: Option<Vec<(ModelSpec, Option<PathBuf>)>>,
+    was_open: bool,
 }
 
 impl ModelsView {
+    /// Downloads go to `hub` (in the app: HF_ENDPOINT and HF_HOME, else the Hugging Face
+    /// defaults).
+    pub fn new(hub: Hub) -> Self {
+        ModelsView {
+            open: false,
+            hub,
+            downloads: HashMap::new(),
+            known: None,
+            was_open: false,
+        }
+    }
+
+    fn known(&mut self) -> &[(ModelSpec, Option<PathBuf>)] {
+        let hub = &self.hub;
+        self.known.get_or_insert_with(|| {
+            models::known()
+                .into_iter()
+                .map(|m| {
+                    let dir = hub.cached_dir(&m);
+                    (m, dir)
+                })
+                .collect()
+        })
+    }
+
+    /// The language models on disk: the known ones downloaded, as paths to their GGUF file.
+    pub fn installed_llms(&mut self) -> Vec<(String, PathBuf)> {
+        self.known()
+            .iter()
+            .filter(|(m, _)| m.role == Role::Llm)
+            .filter_map(|(m, dir)| Some((m.id.clone(), dir.as_ref()?.join(&m.files.first()?.name))))
+            .collect()
+    }
+
     /// Draws the window; returns a language model the user chose to answer with.
     pub fn show(&mut self, ctx: &egui::Context, t: &Strings) -> Option<PathBuf> {
+        if self.open && !self.was_open {
+            self.known = None;
+        }
+        self.was_open = self.open;
         let mut open = self.open;
         let mut chosen = None;
         let chosen_ref = &mut chosen;
@@ -67,8 +95,8 @@ impl ModelsView {
                             ui.strong(h);
                         }
                         ui.end_row();
-                        for spec in models::known() {
-                            if let Some(path) = self.row(ui, t, &spec, memory) {
+                        for (spec, dir) in self.known().to_vec() {
+                            if let Some(path) = self.row(ui, t, &spec, dir.as_deref(), memory) {
                                 *chosen_ref = Some(path);
                             }
                             ui.end_row();
@@ -87,6 +115,7 @@ impl ModelsView {
         ui: &mut egui::Ui,
         t: &Strings,
         spec: &ModelSpec,
+        downloaded: Option<&std::path::Path>,
         memory: Option<u64>,
     ) -> Option<PathBuf> {
         ui.label(&spec.id);
@@ -101,8 +130,7 @@ impl ModelsView {
             None => (Color32::GRAY, "?"),
         };
         ui.colored_label(colour, format!("● {text}"));
-        let hub = Hub::from_env();
-        if let Some(dir) = hub.cached_dir(spec) {
+        if let Some(dir) = downloaded {
             if spec.role == Role::Llm
                 && let Some(file) = spec.files.first()
                 && ui.button(t.use_model).clicked()
@@ -147,7 +175,10 @@ impl ModelsView {
                 }
             }
             Some(Download::Done) => {
+                // On disk now: read the folders again, and the row offers "Use".
                 ui.weak(t.downloaded);
+                self.downloads.remove(&spec.id);
+                self.known = None;
             }
         }
         None
@@ -160,12 +191,13 @@ impl ModelsView {
         let cancel = Arc::new(AtomicBool::new(false));
         self.downloads
             .insert(spec.id.clone(), (state.clone(), cancel.clone()));
+        let hub = self.hub.clone();
         std::thread::spawn(move || {
             let set = |d: Download| {
                 *state.lock().unwrap_or_else(|e| e.into_inner()) = d;
                 ctx.request_repaint();
             };
-            let result = Hub::from_env().download_cancellable(&spec, &cancel, &mut |p| {
+            let result = hub.download_cancellable(&spec, &cancel, &mut |p| {
                 set(Download::Running {
                     file: p.file,
                     done: p.done,

@@ -425,3 +425,58 @@ fn main_views_match_their_snapshots() {
     mask_memory(&mut harness);
     harness.snapshot("search_ko");
 }
+
+/// The Models window downloads a known model (the real all-MiniLM-L6-v2 files, from a local
+/// server in the Hub's layout) with the app's own download code, and then lists it as
+/// downloaded.
+#[test]
+fn a_model_is_downloaded_from_the_models_window() {
+    let server = crate::hfserver::HfServer::start();
+    let spec = glassbox::models::find("sentence-transformers/all-MiniLM-L6-v2").unwrap();
+    let local = crate::embed::minilm_dir();
+    for file in &spec.files {
+        let bytes = std::fs::read(local.join(&file.name)).unwrap();
+        server.add(&spec.repo, &spec.revision, &file.name, bytes, &file.sha256);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("hf");
+    let hub = glassbox::models::Hub::new(Some(server.endpoint.clone()), &home);
+    let app = GlassboxApp::new(dir.path().join("data"), english()).with_hub(hub.clone());
+    let mut harness = Harness::builder()
+        .with_size([1280.0, 800.0])
+        .build_ui_state(|ui, app: &mut GlassboxApp| app.show(ui), app);
+    harness.step();
+    harness
+        .query_all_by_label("Get models…")
+        .next()
+        .unwrap()
+        .click_accesskit();
+    step_until(&mut harness, "the Models window", |h| shows(h, &spec.id));
+    // The Download button on MiniLM's row: the one level with its name.
+    let row = |h: &App<'_>| h.get_by_label(&spec.id).rect();
+    // A widget with this text (a button's label or a label's value) on MiniLM's row.
+    let on_row = |h: &App<'_>, text: &str| {
+        let row = row(h);
+        h.query_all(egui_kittest::kittest::by().predicate(|n| {
+            n.label().as_deref() == Some(text) || n.value().as_deref() == Some(text)
+        }))
+        .any(|n| (n.rect().center().y - row.center().y).abs() < row.height())
+    };
+    let y = row(&harness).center().y;
+    harness
+        .query_all_by_label("Download")
+        .find(|n| (n.rect().center().y - y).abs() < 8.0)
+        .expect("a Download button on the row")
+        .click_accesskit();
+    step_until(&mut harness, "the download", |h| on_row(h, "downloaded"));
+    assert!(!on_row(&harness, "Download"), "no second download offered");
+    let folder = hub.cached_dir(&spec).expect("every file in the cache");
+    for file in &spec.files {
+        let got = std::fs::read(folder.join(&file.name)).unwrap();
+        assert!(
+            got == std::fs::read(local.join(&file.name)).unwrap(),
+            "{}",
+            file.name
+        );
+    }
+}
