@@ -1,6 +1,7 @@
 //! The thread behind the window: a tokio runtime that owns the library, its models and the
 //! language model, and serves the window's requests one at a time.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
@@ -40,8 +41,8 @@ pub(super) struct Background {
     question: Option<String>,
     /// Cancels the projection running on its own thread.
     projecting: Option<Arc<AtomicBool>>,
-    /// The answer the inspector shows, for recomputing its attention.
-    shown: Option<Shown>,
+    /// The answers given this session, by message id, for recomputing their attention.
+    given: HashMap<i64, Shown>,
 }
 
 /// The tokens an answer ran through its model.
@@ -77,7 +78,7 @@ impl Background {
             method: Method::default(),
             question: None,
             projecting: None,
-            shown: None,
+            given: HashMap::new(),
         }
     }
 
@@ -215,7 +216,7 @@ impl Background {
                 self.method = method;
                 self.project(library).await
             }
-            Request::Attention(layer) => self.recompute_attention(layer),
+            Request::Attention { message, layer } => self.recompute_attention(message, layer),
             Request::Projected(space) => {
                 self.projecting = None;
                 self.show_space(library, space);
@@ -325,12 +326,12 @@ impl Background {
         };
         let history = catalog.messages(chat).await.map_err(text)?;
         let answer = self.generate(library, &history, question).await?;
-        catalog
+        let message = catalog
             .record_turn(chat, question, &answer)
             .await
             .map_err(text)?;
-        let answered = self.answered(library, chat, answer);
-        self.send(Update::Answered(Box::new(answered)));
+        let answered = self.answered(library, chat, message, answer);
+        self.send(Update::Answered(Arc::new(answered)));
         self.open_chat(library, chat).await?;
         self.send(Update::Chats(catalog.chats().await.map_err(text)?));
         Ok(())
@@ -400,7 +401,13 @@ impl Background {
 
     /// The answer with its attention heatmap and token texts. The captured rows go into the
     /// heatmap and leave the answer, so the window never copies them.
-    fn answered(&mut self, library: &Library, chat: i64, mut answer: Answer) -> Answered {
+    fn answered(
+        &mut self,
+        library: &Library,
+        chat: i64,
+        message: i64,
+        mut answer: Answer,
+    ) -> Answered {
         let engine = self
             .engine
             .as_ref()
@@ -427,6 +434,7 @@ impl Background {
         let pieces = |ids: &[u32]| ids.iter().map(|&id| engine.tokenizer.piece(id)).collect();
         let answered = Answered {
             chat,
+            message,
             heatmap: Arc::new(heatmap),
             prompt_pieces: pieces(&answer.plan.ids),
             answer_pieces: pieces(&answer.ids),
@@ -436,17 +444,17 @@ impl Background {
             question_point: self.question_point(library, &answer.question),
             answer: Arc::new(answer),
         };
-        self.shown = Some(shown);
+        self.given.insert(message, shown);
         answered
     }
 
-    /// Another layer's attention for the answer shown, by running its tokens again with that
+    /// Another layer's attention for answer `message`, by running its tokens again with that
     /// layer captured (the engine keeps one layer per answer, to bound memory).
-    fn recompute_attention(&mut self, layer: usize) -> Outcome {
+    fn recompute_attention(&mut self, message: i64, layer: usize) -> Outcome {
         let shown = self
-            .shown
-            .as_ref()
-            .ok_or("there is no answer to look into yet: ask a question first")?;
+            .given
+            .get(&message)
+            .ok_or("this answer was given before the app started: ask again to look into it")?;
         let engine = self
             .engine
             .as_mut()

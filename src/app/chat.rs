@@ -2,11 +2,21 @@
 //! they stream, citation chips that open the reader, and keyword results when no model is
 //! loaded.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use super::text::Strings;
-use super::worker::{Request, Update, Worker};
+use super::worker::{Answered, Request, Update, Worker};
 use crate::catalog::{ChatSummary, StoredMessage};
 use crate::llm::Role;
 use crate::retrieve::SearchResponse;
+
+/// What was clicked under an answer.
+#[derive(Default)]
+struct AnswerClicks {
+    regenerate: bool,
+    inspect: bool,
+}
 
 #[derive(Default)]
 pub struct ChatView {
@@ -22,6 +32,10 @@ pub struct ChatView {
     failed: Option<String>,
     /// The chat being renamed and the title typed so far.
     renaming: Option<String>,
+    /// The answers given this session, by message id, with what the inspector draws from them.
+    given: HashMap<i64, Arc<Answered>>,
+    /// The answer the inspector shows.
+    inspected: Option<i64>,
 }
 
 impl ChatView {
@@ -32,7 +46,11 @@ impl ChatView {
                     text.push_str(piece);
                 }
             }
-            Update::Answered(a) => self.current = Some(a.chat),
+            Update::Answered(a) => {
+                self.current = Some(a.chat);
+                self.given.insert(a.message, a.clone());
+                self.inspected = Some(a.message);
+            }
             // The chat chosen, or the one the question being answered went to.
             Update::ChatOpened(chat, messages) if self.busy || self.current == Some(*chat) => {
                 self.current = Some(*chat);
@@ -63,16 +81,19 @@ impl ChatView {
         self.renaming = None;
     }
 
-    pub fn ui(&mut self, ui: &mut egui::Ui, t: &Strings, worker: &Worker) {
+    /// Draws the chat; returns an answer the user chose to look into.
+    pub fn ui(&mut self, ui: &mut egui::Ui, t: &Strings, worker: &Worker) -> Option<Arc<Answered>> {
         egui::Panel::top("chat_bar").show(ui, |ui| self.chat_bar(ui, t, worker));
         egui::Panel::bottom("question").show(ui, |ui| self.question_box(ui, t, worker));
         egui::ScrollArea::vertical()
             .stick_to_bottom(true)
             .auto_shrink([false, false])
             .show(ui, |ui| {
-                self.conversation(ui, t, worker);
+                let inspect = self.conversation(ui, t, worker);
                 self.keyword_results(ui, t, worker);
-            });
+                inspect
+            })
+            .inner
     }
 
     fn chat_bar(&mut self, ui: &mut egui::Ui, t: &Strings, worker: &Worker) {
@@ -170,24 +191,35 @@ impl ChatView {
         self.busy
     }
 
-    fn conversation(&mut self, ui: &mut egui::Ui, t: &Strings, worker: &Worker) {
+    fn conversation(
+        &mut self,
+        ui: &mut egui::Ui,
+        t: &Strings,
+        worker: &Worker,
+    ) -> Option<Arc<Answered>> {
         let last_answer = self
             .messages
             .iter()
             .rposition(|m| m.message.role == Role::Assistant);
-        let mut regenerate = false;
+        let (mut regenerate, mut inspect) = (false, None);
         for (i, m) in self.messages.iter().enumerate() {
             match m.message.role {
                 Role::User => question(ui, &m.message.content),
                 _ => {
                     let last = Some(i) == last_answer && !self.busy;
-                    regenerate |= self.answer(ui, t, worker, m, last);
+                    let clicked = self.answer(ui, t, worker, m, last);
+                    regenerate |= clicked.regenerate;
+                    inspect = inspect.or(clicked.inspect.then_some(m.id));
                 }
             }
         }
         if regenerate {
             self.regenerate(worker);
         }
+        let inspect = inspect.and_then(|id| {
+            self.inspected = Some(id);
+            self.given.get(&id).cloned()
+        });
         if let Some(e) = &self.failed {
             ui.colored_label(ui.visuals().error_fg_color, e);
         }
@@ -199,9 +231,11 @@ impl ChatView {
                 ui.label(text);
             }
         }
+        inspect
     }
 
-    /// Draws an answer; true when its Regenerate button (shown on the `last` one) was clicked.
+    /// Draws an answer; says whether its Regenerate button (shown on the `last` one) or its
+    /// Inspect toggle (on answers given this session) was clicked.
     fn answer(
         &self,
         ui: &mut egui::Ui,
@@ -209,8 +243,8 @@ impl ChatView {
         worker: &Worker,
         m: &StoredMessage,
         last: bool,
-    ) -> bool {
-        let mut regenerate = false;
+    ) -> AnswerClicks {
+        let mut clicks = AnswerClicks::default();
         for line in m.message.content.lines() {
             ui.horizontal_wrapped(|ui| {
                 ui.spacing_mut().item_spacing.x = 0.0;
@@ -257,7 +291,14 @@ impl ChatView {
                 ui.ctx().copy_text(m.message.content.clone());
             }
             if last {
-                regenerate = ui.small_button(t.regenerate).clicked();
+                clicks.regenerate = ui.small_button(t.regenerate).clicked();
+            }
+            if self.given.contains_key(&m.id) {
+                let shown = self.inspected == Some(m.id);
+                clicks.inspect = ui
+                    .selectable_label(shown, t.inspect)
+                    .on_hover_text(t.inspect_hint)
+                    .clicked();
             }
         });
         let cited = crate::answer::citations(&m.message.content, m.sources.len());
@@ -282,7 +323,7 @@ impl ChatView {
             }
         }
         ui.separator();
-        regenerate
+        clicks
     }
 
     /// Asks the last question again; its answer is replaced as the new one streams in.

@@ -130,7 +130,9 @@ impl GlassboxApp {
             if self.library.is_empty() {
                 self.first_run(ui, t);
             }
-            self.chat.ui(ui, t, &self.worker);
+            if let Some(answer) = self.chat.ui(ui, t, &self.worker) {
+                self.inspector.follow_answer(&answer);
+            }
         });
         self.reader.show(&ctx, t);
         if let Some(llm) = self.models.show(&ctx, t) {

@@ -42,8 +42,12 @@ pub enum Request {
     Read(i64),
     /// Project the library's vectors for the embedding-space panel, this way.
     Space(Method),
-    /// Show this layer's attention for the answer shown: its tokens are run again.
-    Attention(usize),
+    /// Show this layer's attention for answer `message` (given this session): its tokens are
+    /// run again.
+    Attention {
+        message: i64,
+        layer: usize,
+    },
     /// A picture of the space, finished (sent by the thread that computed it).
     Projected(Option<Arc<Space>>),
     Refresh,
@@ -100,6 +104,8 @@ pub enum Job {
 /// An answer with what the inspector draws from it.
 pub struct Answered {
     pub chat: i64,
+    /// The answer's message in the chat.
+    pub message: i64,
     /// Shared with the panels that follow it (its captured attention is in `heatmap`).
     pub answer: Arc<Answer>,
     /// The captured layer's attention, one row per answer token.
@@ -124,7 +130,7 @@ pub enum Update {
     Results(Box<SearchResponse>, Option<[f32; 2]>),
     /// A piece of the answer being written.
     AnswerText(String),
-    Answered(Box<Answered>),
+    Answered(Arc<Answered>),
     Chats(Vec<ChatSummary>),
     ChatOpened(i64, Vec<StoredMessage>),
     /// The chat shown was deleted.

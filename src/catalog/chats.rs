@@ -159,8 +159,8 @@ impl Catalog {
     }
 
     /// Stores a question and its answer; the answer keeps the sources it was given, so that
-    /// its citations open the right passages later.
-    pub async fn record_turn(&self, chat: i64, question: &str, answer: &Answer) -> Result<()> {
+    /// its citations open the right passages later. Returns the answer's message id.
+    pub async fn record_turn(&self, chat: i64, question: &str, answer: &Answer) -> Result<i64> {
         self.add_message(chat, &Message::new(Role::User, question), "[]")
             .await?;
         let id = self
@@ -175,7 +175,7 @@ impl Catalog {
             .bind(id)
             .execute(&self.pool)
             .await?;
-        Ok(())
+        Ok(id)
     }
 }
 

@@ -330,6 +330,24 @@ fn answers_cite_sources_and_chats_persist() {
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert!(listed[0].ends_with("(2)"), "{listed:?}");
 
+    // A second question: the inspector follows the newest answer, and Inspect on the first
+    // answer takes it back to that one.
+    let second = "What makes the tides rise and fall?";
+    ask(&mut harness, second);
+    step_until(&mut harness, "the second answer", |h| {
+        shows(h, &format!("The answer to: {second}"))
+    });
+    let inspect: Vec<_> = harness.query_all_by_label("Inspect").collect();
+    assert_eq!(
+        inspect.len(),
+        2,
+        "each answer of this session can be inspected"
+    );
+    inspect[0].click_accesskit();
+    step_until(&mut harness, "the first answer inspected", |h| {
+        shows(h, &format!("The answer to: {question}"))
+    });
+
     // Rename.
     harness.get_by_label("Rename").click_accesskit();
     let editing = |h: &App<'_>| {

@@ -31,10 +31,13 @@ pub struct AttentionPanel {
     texture: Option<(Option<usize>, TextureHandle, usize)>,
     /// The layer asked for, while the worker recomputes it.
     pending: Option<usize>,
+    /// The answer shown.
+    message: i64,
 }
 
 impl AttentionPanel {
     pub fn follow(&mut self, a: &Answered) {
+        self.message = a.message;
         self.map = a.heatmap.clone();
         self.prompt = a.prompt_pieces.clone();
         self.answer = a.answer_pieces.clone();
@@ -94,7 +97,10 @@ impl AttentionPanel {
             if layer != self.pending.unwrap_or(self.map.layer) {
                 self.pending = Some(layer);
                 settings.attention_layer = Some(layer);
-                worker.send(Request::Attention(layer));
+                worker.send(Request::Attention {
+                    message: self.message,
+                    layer,
+                });
             }
             if let Some(l) = self.pending {
                 ui.spinner();

@@ -62,12 +62,15 @@ pub struct InspectorView {
     attention: attention::AttentionPanel,
     space: space::SpacePanel,
     engine: engine::EnginePanel,
+    /// The question of the answer the panels show.
+    question: Option<String>,
 }
 
 impl InspectorView {
     pub fn apply(&mut self, update: &Update) {
         match update {
             Update::Results(r, point) => {
+                self.question = None;
                 self.retrieval.journeys = journeys(&r.trace, None);
                 self.retrieval.names = names(r.results.iter().map(|h| &h.chunk));
                 self.space.follow(*point, &r.trace, 0);
@@ -80,8 +83,10 @@ impl InspectorView {
         }
     }
 
-    fn follow_answer(&mut self, a: &Answered) {
+    /// Shows what `a` was made of in every panel.
+    pub fn follow_answer(&mut self, a: &Answered) {
         let answer = &a.answer;
+        self.question = Some(answer.question.clone());
         self.retrieval.journeys = journeys(&answer.trace, Some(&answer.plan));
         let plan = &answer.plan;
         self.retrieval.names = names(
@@ -120,6 +125,9 @@ impl InspectorView {
                 ui.selectable_value(&mut self.tab, tab, tab.panel().name(lang.concepts()));
             }
         });
+        if let Some(q) = &self.question {
+            ui.weak(format!("{} {q}", t.inspecting));
+        }
         ui.separator();
         let panel = self.tab.panel();
         egui::CollapsingHeader::new(t.what_am_i_seeing)
