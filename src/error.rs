@@ -30,7 +30,7 @@ pub enum Error {
         "the search index is being written by another Glassbox process; wait for it to finish and try again"
     )]
     IndexBusy,
-    #[error("{path}: {source}")]
+    #[error("cannot open {path}: {source}; check that it still exists and that you may read it")]
     Path {
         path: PathBuf,
         source: std::io::Error,

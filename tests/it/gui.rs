@@ -498,3 +498,45 @@ fn a_model_is_downloaded_from_the_models_window() {
         );
     }
 }
+
+/// A second copy of Glassbox writing the same library, and a folder gone by the time it is
+/// dropped: each gets a message in the window, and the library stays as it was.
+#[test]
+fn a_busy_library_and_a_vanished_folder_get_clear_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = corpus(dir.path());
+    let data = dir.path().join("data");
+    let mut harness = harness(&data, english());
+    drop_folder(&mut harness, &corpus);
+    step_until(&mut harness, "the library", |h| {
+        shows(h, " indexed · ") && shows(h, "Idle")
+    });
+
+    // Another process holds the index writer, as a second copy indexing would.
+    let index = tantivy::Index::open_in_dir(data.join("tantivy")).unwrap();
+    let writer: tantivy::IndexWriter = index.writer(20_000_000).unwrap();
+    std::fs::write(
+        corpus.join("new.md"),
+        "# New\n\nA note written while busy.\n",
+    )
+    .unwrap();
+    drop_folder(&mut harness, &corpus);
+    step_until(&mut harness, "the busy message", |h| {
+        shows(h, "another Glassbox process")
+    });
+    assert!(
+        shows(&harness, " indexed · "),
+        "the library is still listed"
+    );
+    drop(writer);
+
+    let gone = dir.path().join("gone");
+    drop_folder(&mut harness, &gone);
+    step_until(&mut harness, "the vanished folder's message", |h| {
+        shows(h, "cannot open") && shows(h, "check that it still exists")
+    });
+    assert!(
+        shows(&harness, " indexed · "),
+        "the library is still listed"
+    );
+}
