@@ -223,6 +223,11 @@ impl Background {
                 Ok(())
             }
             Request::Refresh => self.refresh(library).await,
+            Request::Documents(folder) => {
+                let documents = library.documents(folder).await.map_err(text)?;
+                self.send(Update::Documents(folder, documents));
+                Ok(())
+            }
             Request::Shutdown => Ok(()),
         }
     }

@@ -11,7 +11,7 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use super::background::Background;
 use super::settings::Settings;
 use crate::answer::Answer;
-use crate::catalog::{ChatSummary, StoredMessage};
+use crate::catalog::{ChatSummary, DocumentRow, StoredMessage};
 use crate::ingest::reader::Reading;
 use crate::library::{IndexSummary, LibraryStatus};
 use crate::retrieve::SearchResponse;
@@ -48,6 +48,8 @@ pub enum Request {
         message: i64,
         layer: usize,
     },
+    /// The documents of a folder, for the library panel.
+    Documents(i64),
     /// A picture of the space, finished (sent by the thread that computed it).
     Projected(Option<Arc<Space>>),
     Refresh,
@@ -122,6 +124,8 @@ pub struct Answered {
 
 pub enum Update {
     Status(LibraryStatus),
+    /// A folder's documents.
+    Documents(i64, Vec<DocumentRow>),
     Progress(IndexProgress),
     Indexed(IndexSummary),
     Job(Option<Job>),

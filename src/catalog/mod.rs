@@ -59,6 +59,19 @@ pub struct FailedDoc {
     pub error: String,
 }
 
+/// One document of a folder as the library panel lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DocumentRow {
+    pub path: PathBuf,
+    pub title: String,
+    pub kind: String,
+    /// Why it could not be indexed; `None` when it was.
+    pub error: Option<String>,
+    pub chunks: u64,
+    /// Chunks with a vector of the embedding model asked about; `None` without one.
+    pub embedded: Option<u64>,
+}
+
 /// Per-folder counts for `glassbox status`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct FolderStatus {
@@ -343,6 +356,41 @@ impl Catalog {
             });
         }
         Ok(out)
+    }
+
+    /// The documents of a folder, by path, with how many of their chunks have a vector of
+    /// `model` (none without one).
+    pub async fn folder_documents(
+        &self,
+        folder_id: i64,
+        model: Option<&str>,
+    ) -> Result<Vec<DocumentRow>> {
+        // path, title, kind, status, error, chunks, embedded chunks
+        type Row = (String, String, String, String, Option<String>, i64, i64);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT d.path, d.title, d.kind, d.status, d.error,
+               (SELECT COUNT(*) FROM chunks c WHERE c.document_id = d.id),
+               (SELECT COUNT(*) FROM chunks c JOIN embeddings e ON e.chunk_id = c.id
+                  WHERE c.document_id = d.id AND e.model = ?2)
+             FROM documents d WHERE d.folder_id = ?1 ORDER BY d.path",
+        )
+        .bind(folder_id)
+        .bind(model.unwrap_or(""))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(path, title, kind, status, error, chunks, embedded)| DocumentRow {
+                    path: path.into(),
+                    title,
+                    kind,
+                    error: (status == "failed").then(|| error.unwrap_or_default()),
+                    chunks: chunks as u64,
+                    embedded: model.map(|_| embedded as u64),
+                },
+            )
+            .collect())
     }
 
     pub async fn failed_documents(&self) -> Result<Vec<FailedDoc>> {

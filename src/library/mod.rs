@@ -148,6 +148,12 @@ impl Library {
         })
     }
 
+    /// The documents of a folder, with how many chunks the active embedder has embedded.
+    pub async fn documents(&self, folder_id: i64) -> Result<Vec<crate::catalog::DocumentRow>> {
+        let model = self.embedder.as_ref().map(|e| e.id.as_str());
+        self.catalog.folder_documents(folder_id, model).await
+    }
+
     /// Removes a folder or file root (as given to `index`) and everything indexed under it.
     pub async fn remove(&self, path: &Path) -> Result<()> {
         let wanted = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());

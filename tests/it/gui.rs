@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use egui::accesskit::Role;
 use egui_kittest::Harness;
-use egui_kittest::kittest::{NodeT, Queryable};
+use egui_kittest::kittest::{NodeT, Queryable, by};
 use glassbox::app::{GlassboxApp, Lang, Settings, Tab};
 
 /// A file dropped from the desktop, as the windowing integration hands it to egui.
@@ -505,12 +505,27 @@ fn a_model_is_downloaded_from_the_models_window() {
 fn a_busy_library_and_a_vanished_folder_get_clear_messages() {
     let dir = tempfile::tempdir().unwrap();
     let corpus = corpus(dir.path());
+    std::fs::write(corpus.join("broken.pdf"), b"%PDF-1.7 and then nothing").unwrap();
     let data = dir.path().join("data");
     let mut harness = harness(&data, english());
     drop_folder(&mut harness, &corpus);
     step_until(&mut harness, "the library", |h| {
         shows(h, " indexed · ") && shows(h, "Idle")
     });
+
+    // The folder opens to list its documents.
+    harness
+        .get_by_label("Documents of corpus")
+        .click_accesskit();
+    step_until(&mut harness, "the documents", |h| {
+        h.query_all(by().value("01-sourdough.md").role(Role::Label))
+            .count()
+            == 1
+    });
+    // The list draws only the rows in view; the broken file is counted, and listed with its
+    // reason under the folders.
+    assert!(shows(&harness, "1 failed"));
+    assert!(shows(&harness, "broken.pdf: "));
 
     // Another process holds the index writer, as a second copy indexing would.
     let index = tantivy::Index::open_in_dir(data.join("tantivy")).unwrap();
