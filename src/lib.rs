@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod concepts;
 pub mod embed;
 pub mod error;
+pub mod gpu;
 pub mod index;
 pub mod ingest;
 pub mod library;

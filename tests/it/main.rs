@@ -7,6 +7,7 @@ mod crash;
 mod download;
 mod embed;
 mod formats;
+mod gpu;
 mod gui;
 mod hfserver;
 mod incremental;

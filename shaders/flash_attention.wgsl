@@ -1,0 +1,290 @@
+// Attention over a paged KV cache, FlashAttention style: the scores of a query never exist as a
+// whole row; keys are visited tile by tile with a running maximum `m` and sum `l` (online
+// softmax), and the output accumulates in f32.
+//
+// Layout, as the engine's cache keeps it: keys and values are f16, two per u32
+// (`unpack2x16float`, core WGSL: no optional feature), in blocks `[block][kv_head][slot][dim]`;
+// a sequence's position `p` lives in block `table[p / block_size]`, slot `p % block_size`.
+// Query head `h` reads KV head `h / group` (GQA and MQA): repeated K/V are never made.
+// Causal: the query at position `start + row` sees keys `0..=start + row`, so queries after a
+// cached prefix see all of it.
+//
+// Three entry points:
+// - `prefill`: one workgroup per 64 (query row, head) pairs of one KV head; each K/V tile is
+//   loaded once into workgroup memory for every query head that shares it.
+// - `decode`: for few query rows, the keys are split into ranges of SPLIT, one workgroup per
+//   (range, row, head), each writing its partial output with its (m, l), so that a single query
+//   still fills the GPU;
+// - `merge`: combines the ranges with a log-sum-exp reduction.
+
+struct Params {
+    n_q: u32,
+    n_head: u32,
+    n_kv_head: u32,
+    head_dim: u32,
+    block_size: u32,
+    // Position of the first query.
+    start: u32,
+    // Offset of this layer's keys and values in the K and V buffers, in u32 words.
+    kv_base: u32,
+    n_splits: u32,
+    scale: f32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+// Largest head dimension (128), in groups of four dimensions.
+const MAX_QUADS: u32 = 32u;
+// Keys per tile in `prefill`: 2 x 16 keys x 32 quads x 16 bytes = 16 KiB of workgroup memory,
+// the least every adapter offers.
+const TILE: u32 = 16u;
+// Keys per range in `decode`.
+const SPLIT: u32 = 256u;
+// A finite start for the running maximum: exp(m_old - m_new) stays a number.
+const LOW: f32 = -3.0e38;
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> q: array<f32>;
+@group(0) @binding(2) var<storage, read> k: array<u32>;
+@group(0) @binding(3) var<storage, read> v: array<u32>;
+@group(0) @binding(4) var<storage, read> table: array<u32>;
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;
+// Per (range, row, head): the range's unnormalised output, then its m and l.
+@group(0) @binding(6) var<storage, read_write> partial_o: array<f32>;
+@group(0) @binding(7) var<storage, read_write> partial_ml: array<vec2<f32>>;
+
+// Word offset of the pair `pair` of key/value position `pos` for KV head `kvh`.
+fn kv_word(pos: u32, kvh: u32, pair: u32) -> u32 {
+    let bs = params.block_size;
+    let block = table[pos / bs];
+    let pairs = params.head_dim / 2u;
+    return params.kv_base + ((block * params.n_kv_head + kvh) * bs + pos % bs) * pairs + pair;
+}
+
+fn q_index(row: u32, head: u32) -> u32 {
+    return (row * params.n_head + head) * params.head_dim;
+}
+
+var<workgroup> tile_k: array<vec4<f32>, 512>; // TILE * MAX_QUADS
+var<workgroup> tile_v: array<vec4<f32>, 512>;
+
+// Four dimensions of key/value position `pos` for KV head `kvh`, from two words.
+fn kv_quad(buffer_is_k: bool, pos: u32, kvh: u32, quad: u32) -> vec4<f32> {
+    let at = kv_word(pos, kvh, 2u * quad);
+    if buffer_is_k {
+        return vec4<f32>(unpack2x16float(k[at]), unpack2x16float(k[at + 1u]));
+    }
+    return vec4<f32>(unpack2x16float(v[at]), unpack2x16float(v[at + 1u]));
+}
+
+// The inner loops step 16 dimensions at a time: besides being quicker, this keeps every
+// invocation under the 65,535 loop iterations after which Mesa's software Vulkan (lavapipe)
+// cuts loops short, up to thousands of keys.
+@compute @workgroup_size(64)
+fn prefill(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let group = params.n_head / params.n_kv_head;
+    let kvh = wg.y;
+    let quads = params.head_dim / 4u;
+    let index = wg.x * 64u + lid;
+    let row = index / group;
+    let head = kvh * group + index % group;
+    let valid = row < params.n_q;
+
+    // The last query row of this workgroup bounds the keys it needs (uniform across it).
+    let last_row = min(params.n_q - 1u, (wg.x * 64u + 63u) / group);
+    let n_keys = params.start + last_row + 1u;
+    let pos = params.start + row;
+
+    var qv: array<vec4<f32>, MAX_QUADS>;
+    var o: array<vec4<f32>, MAX_QUADS>;
+    if valid {
+        let base = q_index(row, head);
+        for (var c = 0u; c < quads; c++) {
+            let at = base + 4u * c;
+            qv[c] = vec4<f32>(q[at], q[at + 1u], q[at + 2u], q[at + 3u]);
+        }
+    }
+    var m = LOW;
+    var l = 0.0;
+    var s: array<f32, TILE>;
+
+    for (var tile_start = 0u; tile_start < n_keys; tile_start += TILE) {
+        // Every invocation loads a share of the tile: TILE keys x `quads` quads.
+        for (var w = lid; w < TILE * quads; w += 64u) {
+            let j = tile_start + w / quads;
+            var kk = vec4<f32>(0.0);
+            var vv = vec4<f32>(0.0);
+            if j < n_keys {
+                kk = kv_quad(true, j, kvh, w % quads);
+                vv = kv_quad(false, j, kvh, w % quads);
+            }
+            tile_k[w] = kk;
+            tile_v[w] = vv;
+        }
+        workgroupBarrier();
+        if valid && tile_start <= pos {
+            let n = min(TILE, pos + 1u - tile_start);
+            var m_tile = m;
+            for (var t = 0u; t < n; t++) {
+                let kt = t * quads;
+                var score = 0.0;
+                for (var c = 0u; c < quads; c += 4u) {
+                    score += dot(qv[c], tile_k[kt + c]) + dot(qv[c + 1u], tile_k[kt + c + 1u])
+                        + dot(qv[c + 2u], tile_k[kt + c + 2u]) + dot(qv[c + 3u], tile_k[kt + c + 3u]);
+                }
+                s[t] = score * params.scale;
+                m_tile = max(m_tile, s[t]);
+            }
+            let correction = exp(m - m_tile);
+            l *= correction;
+            for (var c = 0u; c < quads; c += 4u) {
+                o[c] *= correction;
+                o[c + 1u] *= correction;
+                o[c + 2u] *= correction;
+                o[c + 3u] *= correction;
+            }
+            for (var t = 0u; t < n; t++) {
+                let e = exp(s[t] - m_tile);
+                let vt = t * quads;
+                l += e;
+                for (var c = 0u; c < quads; c += 4u) {
+                    o[c] += e * tile_v[vt + c];
+                    o[c + 1u] += e * tile_v[vt + c + 1u];
+                    o[c + 2u] += e * tile_v[vt + c + 2u];
+                    o[c + 3u] += e * tile_v[vt + c + 3u];
+                }
+            }
+            m = m_tile;
+        }
+        workgroupBarrier();
+    }
+
+    if valid {
+        var inv = 0.0;
+        if l > 0.0 {
+            inv = 1.0 / l;
+        }
+        let base = q_index(row, head);
+        for (var c = 0u; c < quads; c++) {
+            let x = o[c] * inv;
+            out[base + 4u * c] = x.x;
+            out[base + 4u * c + 1u] = x.y;
+            out[base + 4u * c + 2u] = x.z;
+            out[base + 4u * c + 3u] = x.w;
+        }
+    }
+}
+
+var<workgroup> scores: array<f32, SPLIT>;
+var<workgroup> scratch: array<f32, 64>;
+
+@compute @workgroup_size(64)
+fn decode(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let range = wg.x;
+    let row = wg.y / params.n_head;
+    let head = wg.y % params.n_head;
+    let group = params.n_head / params.n_kv_head;
+    let kvh = head / group;
+    let pairs = params.head_dim / 2u;
+    let n_keys = params.start + row + 1u;
+    let lo = min(range * SPLIT, n_keys);
+    let hi = min(lo + SPLIT, n_keys);
+    let qb = q_index(row, head);
+
+    // Scores of this range, one key per invocation at a time.
+    var m_own = LOW;
+    for (var j = lo + lid; j < hi; j += 64u) {
+        var score = 0.0;
+        for (var p = 0u; p < pairs; p++) {
+            let kk = unpack2x16float(k[kv_word(j, kvh, p)]);
+            score += q[qb + 2u * p] * kk.x + q[qb + 2u * p + 1u] * kk.y;
+        }
+        let sj = score * params.scale;
+        scores[j - lo] = sj;
+        m_own = max(m_own, sj);
+    }
+    // The range's maximum, then its sum of exponentials.
+    scratch[lid] = m_own;
+    workgroupBarrier();
+    for (var stride = 32u; stride > 0u; stride /= 2u) {
+        if lid < stride {
+            scratch[lid] = max(scratch[lid], scratch[lid + stride]);
+        }
+        workgroupBarrier();
+    }
+    let m = scratch[0];
+    workgroupBarrier();
+    var l_own = 0.0;
+    for (var j = lo + lid; j < hi; j += 64u) {
+        let e = exp(scores[j - lo] - m);
+        scores[j - lo] = e;
+        l_own += e;
+    }
+    scratch[lid] = l_own;
+    workgroupBarrier();
+    for (var stride = 32u; stride > 0u; stride /= 2u) {
+        if lid < stride {
+            scratch[lid] += scratch[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    let l = scratch[0];
+
+    // Each invocation sums the weighted values of its pairs of dimensions.
+    let slot = (range * params.n_q + row) * params.n_head + head;
+    for (var p = lid; p < pairs; p += 64u) {
+        var acc = vec2<f32>(0.0);
+        for (var j = lo; j < hi; j++) {
+            acc += scores[j - lo] * unpack2x16float(v[kv_word(j, kvh, p)]);
+        }
+        partial_o[slot * params.head_dim + 2u * p] = acc.x;
+        partial_o[slot * params.head_dim + 2u * p + 1u] = acc.y;
+    }
+    if lid == 0u {
+        partial_ml[slot] = vec2<f32>(m, l);
+    }
+}
+
+@compute @workgroup_size(64)
+fn merge(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let pair_count = params.n_q * params.n_head;
+    let rh = wg.x;
+    var m = LOW;
+    for (var s = 0u; s < params.n_splits; s++) {
+        let ml = partial_ml[s * pair_count + rh];
+        if ml.y > 0.0 {
+            m = max(m, ml.x);
+        }
+    }
+    var l = 0.0;
+    for (var s = 0u; s < params.n_splits; s++) {
+        let ml = partial_ml[s * pair_count + rh];
+        if ml.y > 0.0 {
+            l += ml.y * exp(ml.x - m);
+        }
+    }
+    var inv = 0.0;
+    if l > 0.0 {
+        inv = 1.0 / l;
+    }
+    for (var d = lid; d < params.head_dim; d += 64u) {
+        var acc = 0.0;
+        for (var s = 0u; s < params.n_splits; s++) {
+            let ml = partial_ml[s * pair_count + rh];
+            if ml.y > 0.0 {
+                acc += partial_o[(s * pair_count + rh) * params.head_dim + d] * exp(ml.x - m);
+            }
+        }
+        out[rh * params.head_dim + d] = acc * inv;
+    }
+}
