@@ -37,7 +37,12 @@ impl LlmFlags {
             attention: self.attention,
             ..EngineOptions::default()
         };
-        Engine::load(&path, &options).with_context(|| format!("loading {}", path.display()))
+        let engine =
+            Engine::load(&path, &options).with_context(|| format!("loading {}", path.display()))?;
+        if let Some(notice) = engine.attention_notice() {
+            eprintln!("note: {notice}");
+        }
+        Ok(engine)
     }
 }
 

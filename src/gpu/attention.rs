@@ -49,6 +49,14 @@ pub struct PagedKv<'a> {
     pub table: &'a [u32],
 }
 
+/// One layer of a paged cache already on the GPU (as `PagedKv`, in buffers), and the
+/// sequence's block table.
+pub struct GpuKv<'a> {
+    pub k: &'a wgpu::Buffer,
+    pub v: &'a wgpu::Buffer,
+    pub table: &'a [u32],
+}
+
 /// Which kernel runs: tiles of query rows (prompts), or key ranges merged afterwards (a few
 /// rows, as in decoding, where tiles of rows would leave the GPU idle).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,8 +141,8 @@ impl FlashAttention {
         }
     }
 
-    /// Attention outputs, `n_q x n_head x head_dim`, computed by `kernel`. The output buffer
-    /// starts as NaN, so an element a kernel forgot to write cannot pass for a result.
+    /// Attention outputs, `n_q x n_head x head_dim`, computed by `kernel`, with the keys and
+    /// values sent up for this call.
     pub fn run(
         &self,
         shape: &AttnShape,
@@ -142,7 +150,28 @@ impl FlashAttention {
         kv: &PagedKv<'_>,
         kernel: Kernel,
     ) -> Result<Vec<f32>, GpuError> {
-        check(shape, q, kv)?;
+        check(shape, q, kv.table)?;
+        let storage = wgpu::BufferUsages::STORAGE;
+        let k = self.buffer("k", bytemuck::cast_slice(kv.k), storage);
+        let v = self.buffer("v", bytemuck::cast_slice(kv.v), storage);
+        let on_gpu = GpuKv {
+            k: &k,
+            v: &v,
+            table: kv.table,
+        };
+        self.run_on(shape, q, &on_gpu, kernel)
+    }
+
+    /// As `run`, over keys and values already on the GPU. The output buffer starts as NaN, so
+    /// an element a kernel forgot to write cannot pass for a result.
+    pub fn run_on(
+        &self,
+        shape: &AttnShape,
+        q: &[f32],
+        kv: &GpuKv<'_>,
+        kernel: Kernel,
+    ) -> Result<Vec<f32>, GpuError> {
+        check(shape, q, kv.table)?;
         let device = &self.ctx.device;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let n_keys = shape.start + shape.n_q;
@@ -174,27 +203,33 @@ impl FlashAttention {
             wgpu::BufferUsages::UNIFORM,
         );
         let storage = wgpu::BufferUsages::STORAGE;
+        let table = self.buffer("table", bytemuck::cast_slice(kv.table), storage);
+        let q = self.buffer("q", bytemuck::cast_slice(q), storage);
+        let out = self.buffer(
+            "out",
+            bytemuck::cast_slice(&vec![f32::NAN; out_len]),
+            storage | wgpu::BufferUsages::COPY_SRC,
+        );
+        let zeros = |n: usize| vec![0f32; n];
+        let partial_o = self.buffer(
+            "partial_o",
+            bytemuck::cast_slice(&zeros(partial_o)),
+            storage,
+        );
+        let partial_ml = self.buffer(
+            "partial_ml",
+            bytemuck::cast_slice(&zeros(partial_ml)),
+            storage,
+        );
         let buffers = [
-            uniform,
-            self.buffer("q", bytemuck::cast_slice(q), storage),
-            self.buffer("k", bytemuck::cast_slice(kv.k), storage),
-            self.buffer("v", bytemuck::cast_slice(kv.v), storage),
-            self.buffer("table", bytemuck::cast_slice(kv.table), storage),
-            self.buffer(
-                "out",
-                bytemuck::cast_slice(&vec![f32::NAN; out_len]),
-                storage | wgpu::BufferUsages::COPY_SRC,
-            ),
-            self.buffer(
-                "partial_o",
-                bytemuck::cast_slice(&vec![0f32; partial_o]),
-                storage,
-            ),
-            self.buffer(
-                "partial_ml",
-                bytemuck::cast_slice(&vec![0f32; partial_ml]),
-                storage,
-            ),
+            &uniform,
+            &q,
+            kv.k,
+            kv.v,
+            &table,
+            &out,
+            &partial_o,
+            &partial_ml,
         ];
         let entries: Vec<wgpu::BindGroupEntry> = buffers
             .iter()
@@ -231,14 +266,19 @@ impl FlashAttention {
                 }
             }
         }
-        let out = self.read_back(encoder, &buffers[5], out_len)?;
+        let out = self.read_back(encoder, &out, out_len)?;
         match pollster::block_on(scope.pop()) {
             Some(e) => Err(GpuError::Failed(e.to_string())),
             None => Ok(out),
         }
     }
 
-    fn buffer(&self, label: &str, bytes: &[u8], usage: wgpu::BufferUsages) -> wgpu::Buffer {
+    pub(crate) fn buffer(
+        &self,
+        label: &str,
+        bytes: &[u8],
+        usage: wgpu::BufferUsages,
+    ) -> wgpu::Buffer {
         // A binding may not be empty.
         let padded;
         let bytes = if bytes.is_empty() {
@@ -295,7 +335,7 @@ impl FlashAttention {
 }
 
 /// The shapes the kernels can take, checked before anything goes to the GPU.
-fn check(shape: &AttnShape, q: &[f32], kv: &PagedKv<'_>) -> Result<(), GpuError> {
+fn check(shape: &AttnShape, q: &[f32], table: &[u32]) -> Result<(), GpuError> {
     let fail = |what: &'static str, detail: String| Err(GpuError::Shape(what, detail));
     if shape.head_dim > MAX_HEAD_DIM || !shape.head_dim.is_multiple_of(16) {
         return fail(
@@ -316,10 +356,10 @@ fn check(shape: &AttnShape, q: &[f32], kv: &PagedKv<'_>) -> Result<(), GpuError>
         return fail("the query", format!("{} values for {shape:?}", q.len()));
     }
     let blocks = (shape.start + shape.n_q).div_ceil(shape.block_size);
-    if kv.table.len() < blocks {
+    if table.len() < blocks {
         return fail(
             "the sequence",
-            format!("{} blocks in its table, {blocks} needed", kv.table.len()),
+            format!("{} blocks in its table, {blocks} needed", table.len()),
         );
     }
     Ok(())

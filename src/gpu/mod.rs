@@ -2,6 +2,7 @@
 //! device and queue (`GpuContext`), and the attention kernels of `shaders/` (`attention`).
 
 pub mod attention;
+pub mod backend;
 
 use std::sync::Arc;
 

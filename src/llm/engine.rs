@@ -10,12 +10,14 @@ use serde::Serialize;
 use super::attention::{AttentionBackend, CpuAttention, FusedCpuAttention};
 use super::error::{LlmError, LlmResult};
 use super::gguf::Gguf;
-use super::kv::{CacheStats, KvCache};
+use super::kv::{CacheStats, KvCache, KvShape};
 use super::model::{AttnRecord, CaptureSpec, Model, SeqStep};
 use super::sampler::{Sampler, SamplingParams};
 use super::stream::Utf8Stream;
 use super::template::{ChatTemplate, Message};
 use super::tokenizer::LlmTokenizer;
+use crate::gpu::backend::GpuAttention;
+use crate::gpu::{AdapterChoice, GpuContext};
 
 /// Which attention implementation runs.
 #[derive(
@@ -28,22 +30,46 @@ pub enum AttentionKind {
     /// Fused single-pass CPU attention (online softmax, FlashAttention style): the default.
     #[default]
     CpuFused,
+    /// Our WGSL kernels on the GPU; a software adapter (lavapipe) counts too.
+    Gpu,
+    /// The GPU when the machine has a hardware one, else the fused CPU attention.
+    Auto,
 }
 
 impl AttentionKind {
-    pub const ALL: [AttentionKind; 2] = [AttentionKind::Cpu, AttentionKind::CpuFused];
+    pub const ALL: [AttentionKind; 4] = [
+        AttentionKind::Cpu,
+        AttentionKind::CpuFused,
+        AttentionKind::Gpu,
+        AttentionKind::Auto,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             AttentionKind::Cpu => "cpu",
             AttentionKind::CpuFused => "cpu-fused",
+            AttentionKind::Gpu => "gpu",
+            AttentionKind::Auto => "auto",
         }
     }
 
-    fn backend(self) -> Box<dyn AttentionBackend> {
-        match self {
-            AttentionKind::Cpu => Box::new(CpuAttention),
-            AttentionKind::CpuFused => Box::new(FusedCpuAttention),
+    /// The backend for a cache of `shape` and `capacity` blocks, and, when the GPU was asked
+    /// for and cannot be used, why (the fused CPU attention answers instead).
+    fn backend(
+        self,
+        shape: KvShape,
+        capacity: usize,
+    ) -> (Box<dyn AttentionBackend>, Option<String>) {
+        let choice = match self {
+            AttentionKind::Cpu => return (Box::new(CpuAttention), None),
+            AttentionKind::CpuFused => return (Box::new(FusedCpuAttention), None),
+            AttentionKind::Gpu => AdapterChoice::AllowSoftware,
+            AttentionKind::Auto => AdapterChoice::HardwareOnly,
+        };
+        let gpu = GpuContext::new(choice).and_then(|ctx| GpuAttention::new(&ctx, shape, capacity));
+        match gpu {
+            Ok(backend) => (Box::new(backend), None),
+            Err(e) => (Box::new(FusedCpuAttention), Some(e.to_string())),
         }
     }
 }
@@ -84,6 +110,7 @@ pub struct Engine {
     pub template: ChatTemplate,
     pub cache: KvCache,
     backend: Box<dyn AttentionBackend>,
+    attention_notice: Option<String>,
     pool: rayon::ThreadPool,
     path: PathBuf,
 }
@@ -158,6 +185,9 @@ impl Engine {
             CacheSize::Tokens(tokens) => KvCache::with_tokens(shape, tokens),
             CacheSize::Bytes(bytes) => KvCache::new(shape, bytes / shape.block_bytes()),
         };
+        let (backend, attention_notice) = options
+            .attention
+            .backend(shape, cache.capacity_tokens() / shape.block_size);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(options.threads.unwrap_or(0))
             .thread_name(|i| format!("glassbox-llm-{i}"))
@@ -168,7 +198,8 @@ impl Engine {
             tokenizer,
             template,
             cache,
-            backend: options.attention.backend(),
+            backend,
+            attention_notice,
             pool,
             path: path.to_owned(),
         })
@@ -180,6 +211,11 @@ impl Engine {
 
     pub fn attention_name(&self) -> &'static str {
         self.backend.name()
+    }
+
+    /// Why the attention asked for is not the one running (no GPU), if so.
+    pub fn attention_notice(&self) -> Option<&str> {
+        self.attention_notice.as_deref()
     }
 
     pub fn threads(&self) -> usize {

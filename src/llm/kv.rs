@@ -40,6 +40,10 @@ pub struct LayerKv<'a> {
     pub k: &'a [f16],
     pub v: &'a [f16],
     pub shape: KvShape,
+    pub layer: usize,
+    /// Per block: a number that changes whenever the block's keys or values do, so that a copy
+    /// kept elsewhere (the GPU's) knows which blocks to send again.
+    pub versions: &'a [u64],
 }
 
 impl LayerKv<'_> {
@@ -93,6 +97,9 @@ pub struct KvCache {
     capacity: usize,
     k: Vec<Vec<f16>>,
     v: Vec<Vec<f16>>,
+    /// Per layer and block: when it was last written (see `LayerKv::versions`).
+    versions: Vec<Vec<u64>>,
+    clock: u64,
     meta: Vec<BlockMeta>,
     /// Blocks nobody holds, oldest first; they are recycled in this order.
     free: VecDeque<u32>,
@@ -110,6 +117,8 @@ impl KvCache {
             capacity,
             k: vec![Vec::new(); shape.n_layer],
             v: vec![Vec::new(); shape.n_layer],
+            versions: vec![Vec::new(); shape.n_layer],
+            clock: 0,
             meta: Vec::new(),
             free: VecDeque::new(),
             by_hash: HashMap::new(),
@@ -267,10 +276,14 @@ impl KvCache {
     /// Store one token's keys and values (`kv_dim` each) for `layer`.
     pub fn write(&mut self, layer: usize, (block, slot): (u32, usize), k: &[f32], v: &[f32]) {
         let hd = self.shape.head_dim;
+        self.clock += 1;
+        self.versions[layer][block as usize] = self.clock;
         let view = LayerKv {
             k: &[],
             v: &[],
             shape: self.shape,
+            layer,
+            versions: &[],
         };
         for h in 0..self.shape.n_kv_head {
             let at = view.offset(block, h, slot);
@@ -289,6 +302,8 @@ impl KvCache {
             k: &self.k[layer],
             v: &self.v[layer],
             shape: self.shape,
+            layer,
+            versions: &self.versions[layer],
         }
     }
 
@@ -353,6 +368,7 @@ impl KvCache {
             for l in 0..self.shape.n_layer {
                 self.k[l].resize(grown, f16::ZERO);
                 self.v[l].resize(grown, f16::ZERO);
+                self.versions[l].push(0);
             }
             self.meta.push(BlockMeta::default());
             (self.meta.len() - 1) as u32
@@ -373,9 +389,11 @@ impl KvCache {
     fn copy_block(&mut self, from: u32, to: u32) {
         let len = self.shape.block_len();
         let (f, t) = (from as usize * len, to as usize * len);
+        self.clock += 1;
         for l in 0..self.shape.n_layer {
             self.k[l].copy_within(f..f + len, t);
             self.v[l].copy_within(f..f + len, t);
+            self.versions[l][to as usize] = self.clock;
         }
     }
 }

@@ -250,3 +250,11 @@ fn shapes_the_kernels_cannot_take_are_errors() {
         .unwrap_err();
     assert!(err.to_string().contains("head dimension"), "{err}");
 }
+
+/// SmolLM2 with our kernels on the GPU for every layer: at every position of the reference
+/// texts its top token is the CPU reference attention's almost everywhere, as the fused CPU
+/// attention's is (the same test, in llm.rs).
+#[test]
+fn the_model_on_gpu_attention_agrees_with_the_cpu() {
+    crate::llm::agrees_with_reference_attention(glassbox::llm::AttentionKind::Gpu);
+}

@@ -148,14 +148,24 @@ fn greedy_generation_follows_llama_cpp_with_reference_attention() {
 /// llama.cpp's continuation, teacher-forced) must agree almost everywhere.
 #[test]
 fn fused_attention_agrees_with_reference_attention_at_every_position() {
-    let (mut reference_engine, mut fused) =
-        (engine(AttentionKind::Cpu), engine(AttentionKind::CpuFused));
+    agrees_with_reference_attention(AttentionKind::CpuFused);
+}
+
+/// Teacher-forced top tokens of `kind` against the reference backend's (see above).
+pub fn agrees_with_reference_attention(kind: AttentionKind) {
+    let (mut reference_engine, mut other) = (engine(AttentionKind::Cpu), engine(kind));
+    assert_eq!(
+        other.attention_name(),
+        kind.name(),
+        "{:?}",
+        other.attention_notice()
+    );
     let (mut worst, mut same, mut total) = (0f32, 0, 0);
     for case in reference()["greedy"].as_array().unwrap() {
         let mut text = ids(&case["prompt_ids"]);
         text.extend(ids(&case["continuation_ids"]));
         let a = reference_engine.logits(&text, true).unwrap();
-        let b = fused.logits(&text, true).unwrap();
+        let b = other.logits(&text, true).unwrap();
         let vocab = a.len() / text.len();
         for (ra, rb) in a.chunks_exact(vocab).zip(b.chunks_exact(vocab)) {
             let diff = ra
@@ -169,7 +179,8 @@ fn fused_attention_agrees_with_reference_attention_at_every_position() {
         }
     }
     eprintln!(
-        "fused vs reference: largest logit difference {worst:.4}, same top token at {same} of {total} positions"
+        "{} vs reference: largest logit difference {worst:.4}, same top token at {same} of {total} positions",
+        kind.name()
     );
     // Rounding differences are amplified by the Q8 activation quantization of 30 layers, so a
     // few positions differ by a logit or two; a wrong attention differs by tens everywhere.
@@ -177,6 +188,11 @@ fn fused_attention_agrees_with_reference_attention_at_every_position() {
     assert!(
         same as f32 >= 0.95 * total as f32,
         "same top token at only {same} of {total}"
+    );
+    assert_eq!(
+        other.attention_name(),
+        kind.name(),
+        "it did not fail on the way"
     );
 }
 

@@ -1,0 +1,148 @@
+//! The engine's attention on the GPU: an `AttentionBackend` that keeps a copy of the KV cache
+//! in GPU buffers (one pair per layer, the same blocks as the engine's pool) and, per call,
+//! sends up only the blocks written since (the block of the tokens just appended, when
+//! decoding) and the queries, and brings back the outputs.
+
+use std::sync::Mutex;
+
+use half::f16;
+
+use super::attention::{AttnShape, FlashAttention, GpuKv, Kernel};
+use super::{GpuContext, GpuError};
+use crate::llm::attention::{AttentionBackend, AttnInput, FusedCpuAttention, ProbRow};
+use crate::llm::kv::KvShape;
+
+/// One layer's keys and values on the GPU, and the version of each block they hold.
+struct LayerCopy {
+    k: wgpu::Buffer,
+    v: wgpu::Buffer,
+    synced: Vec<u64>,
+}
+
+pub struct GpuAttention {
+    kernels: FlashAttention,
+    ctx: GpuContext,
+    shape: KvShape,
+    capacity: usize,
+    layers: Mutex<Vec<Option<LayerCopy>>>,
+    /// Set when the GPU failed: the session goes on with CPU attention, and says why.
+    failed: Mutex<Option<String>>,
+}
+
+impl GpuAttention {
+    /// Attention on `ctx` for a cache of `shape` and `capacity` blocks.
+    pub fn new(ctx: &GpuContext, shape: KvShape, capacity: usize) -> Result<Self, GpuError> {
+        let block_bytes = (shape.n_kv_head * shape.block_size * shape.head_dim * 2) as u64;
+        let layer_bytes = block_bytes * capacity as u64;
+        let limit = ctx.limits.max_storage_buffer_binding_size;
+        if layer_bytes > limit {
+            return Err(GpuError::Shape(
+                "the KV cache",
+                format!("{layer_bytes} bytes per layer, the GPU binds at most {limit}"),
+            ));
+        }
+        Ok(GpuAttention {
+            kernels: FlashAttention::new(ctx)?,
+            ctx: ctx.clone(),
+            shape,
+            capacity,
+            layers: Mutex::new((0..shape.n_layer).map(|_| None).collect()),
+            failed: Mutex::new(None),
+        })
+    }
+
+    /// Why the GPU stopped being used, if it did.
+    pub fn failure(&self) -> Option<String> {
+        self.failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn layer_copy(&self) -> LayerCopy {
+        let bytes = (self.shape.n_kv_head * self.shape.block_size * self.shape.head_dim * 2) as u64
+            * self.capacity as u64;
+        let buffer = |label| {
+            self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: bytes.max(4),
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        };
+        LayerCopy {
+            k: buffer("k cache"),
+            v: buffer("v cache"),
+            synced: vec![0; self.capacity],
+        }
+    }
+
+    fn attend_gpu(&self, input: &AttnInput<'_>, out: &mut [f32]) -> Result<(), GpuError> {
+        let kv = &input.kv;
+        let mut layers = self.layers.lock().unwrap_or_else(|e| e.into_inner());
+        let copy = layers[kv.layer].get_or_insert_with(|| self.layer_copy());
+        // Send the blocks written since they were last sent.
+        let block_len = kv.shape.n_kv_head * kv.shape.block_size * kv.shape.head_dim;
+        for &block in input.table {
+            let b = block as usize;
+            if copy.synced[b] == kv.versions[b] {
+                continue;
+            }
+            let range = b * block_len..(b + 1) * block_len;
+            let offset = (range.start * 2) as u64;
+            self.ctx.queue.write_buffer(
+                &copy.k,
+                offset,
+                bytemuck::cast_slice(&kv.k[range.clone()]),
+            );
+            self.ctx
+                .queue
+                .write_buffer(&copy.v, offset, bytemuck::cast_slice(&kv.v[range]));
+            copy.synced[b] = kv.versions[b];
+        }
+        let shape = AttnShape {
+            n_q: input.n_q(),
+            n_head: input.n_head,
+            n_kv_head: kv.shape.n_kv_head,
+            head_dim: kv.shape.head_dim,
+            block_size: kv.shape.block_size,
+            start: input.start,
+        };
+        // The queries in the cache's precision, as the CPU backends multiply them.
+        let q: Vec<f32> = input.q.iter().map(|&x| f16::from_f32(x).to_f32()).collect();
+        let on_gpu = GpuKv {
+            k: &copy.k,
+            v: &copy.v,
+            table: input.table,
+        };
+        let result = self
+            .kernels
+            .run_on(&shape, &q, &on_gpu, Kernel::for_shape(&shape))?;
+        out.copy_from_slice(&result);
+        Ok(())
+    }
+}
+
+impl AttentionBackend for GpuAttention {
+    fn name(&self) -> &'static str {
+        if self.failure().is_some() {
+            "cpu-fused (the GPU failed)"
+        } else {
+            "gpu"
+        }
+    }
+
+    fn attend(&self, input: &AttnInput<'_>, out: &mut [f32]) -> Vec<ProbRow> {
+        if self.failure().is_none()
+            && let Err(e) = self.attend_gpu(input, out)
+        {
+            *self.failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+        }
+        if self.failure().is_some() || !input.capture.is_empty() {
+            // The CPU answers after a failure; captured probabilities come from it too (a
+            // GPU pass for them is still to come).
+            return FusedCpuAttention.attend(input, out);
+        }
+        Vec::new()
+    }
+}
