@@ -43,6 +43,8 @@ pub(super) struct Background {
     projecting: Option<Arc<AtomicBool>>,
     /// The answers given this session, by message id, for recomputing their attention.
     given: HashMap<i64, Shown>,
+    /// The window's wgpu device, shared for GPU attention.
+    gpu: Option<crate::gpu::GpuContext>,
 }
 
 /// The tokens an answer ran through its model.
@@ -79,6 +81,7 @@ impl Background {
             question: None,
             projecting: None,
             given: HashMap::new(),
+            gpu: None,
         }
     }
 
@@ -223,6 +226,12 @@ impl Background {
                 Ok(())
             }
             Request::Refresh => self.refresh(library).await,
+            Request::Gpu(ctx) => {
+                self.gpu = Some(*ctx);
+                // Loaded again on the window's device at the next question.
+                self.engine = None;
+                Ok(())
+            }
             Request::Documents(folder) => {
                 let documents = library.documents(folder).await.map_err(text)?;
                 self.send(Update::Documents(folder, documents));
@@ -375,10 +384,21 @@ impl Background {
             let path = self.settings.llm.clone().unwrap_or_default();
             let options = EngineOptions {
                 attention: self.settings.attention,
+                gpu: self.gpu.clone(),
                 ..EngineOptions::default()
             };
             let engine = Engine::load(&path, &options)
                 .map_err(|e| format!("cannot load the model {}: {e}", path.display()))?;
+            let device = match (&self.gpu, engine.attention_name()) {
+                (Some(gpu), "gpu") => gpu.describe(),
+                (None, "gpu") => "GPU".to_owned(),
+                _ => "CPU".to_owned(),
+            };
+            self.send(Update::Attention {
+                device,
+                backend: engine.attention_name(),
+                notice: engine.attention_notice().map(str::to_owned),
+            });
             self.engine = Some(engine);
         }
         self.send(Update::Job(Some(Job::Answering)));

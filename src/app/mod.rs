@@ -19,6 +19,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
+use crate::llm::AttentionKind;
+
 /// Room for the memory figure in the top bar ("메모리 12345 MB" fits).
 const MEMORY_WIDTH: f32 = 120.0;
 
@@ -43,6 +45,8 @@ pub struct GlassboxApp {
     /// The last thing that failed, until dismissed.
     error: Option<String>,
     memory: (Instant, Option<u64>),
+    /// Where the loaded model's attention runs, and why not where asked, if so.
+    attention: Option<(String, &'static str, Option<String>)>,
     library: library::LibraryView,
     chat: chat::ChatView,
     inspector: inspector::InspectorView,
@@ -73,6 +77,7 @@ impl GlassboxApp {
             notice: None,
             error: None,
             memory: (Instant::now(), crate::models::fit::resident_memory()),
+            attention: None,
             library: library::LibraryView::default(),
             chat: chat::ChatView::default(),
             inspector: inspector::InspectorView::default(),
@@ -86,6 +91,12 @@ impl GlassboxApp {
     /// Saves a picture of the window to `path` once it has settled, then closes it.
     pub fn with_screenshot(mut self, path: PathBuf) -> Self {
         self.screenshot = Some(screenshot::Screenshot::new(path));
+        self
+    }
+
+    /// GPU attention runs on `gpu` (the window's own device) rather than a second device.
+    pub fn with_gpu(self, gpu: crate::gpu::GpuContext) -> Self {
+        self.worker.send(Request::Gpu(Box::new(gpu)));
         self
     }
 
@@ -153,6 +164,11 @@ impl GlassboxApp {
                 Update::Job(job) => self.job = *job,
                 Update::Notice(n) => self.notice = Some(n.clone()),
                 Update::Failed(e) => self.error = Some(e.clone()),
+                Update::Attention {
+                    device,
+                    backend,
+                    notice,
+                } => self.attention = Some((device.clone(), backend, notice.clone())),
                 Update::Reading(r) => self.reader.open(r.clone()),
                 _ => {}
             }
@@ -225,11 +241,19 @@ impl GlassboxApp {
                 self.models.open = true;
             }
             ui.separator();
-            ui.label(format!(
-                "CPU · {} {}",
-                t.attention,
-                self.settings.attention.name()
-            ));
+            // What the loaded model runs on (and why not what was asked for, if so); before
+            // a model is loaded, what was asked for.
+            let (device, backend, notice) = match &self.attention {
+                Some((device, backend, notice)) => (device.as_str(), *backend, notice.as_deref()),
+                None => match self.settings.attention {
+                    kind @ (AttentionKind::Gpu | AttentionKind::Auto) => ("GPU", kind.name(), None),
+                    kind => ("CPU", kind.name(), None),
+                },
+            };
+            let label = ui.label(format!("{device} · {} {backend}", t.attention));
+            if let Some(n) = notice {
+                label.on_hover_text(n);
+            }
             ui.separator();
             if self.memory.0.elapsed().as_secs() >= 1 {
                 self.memory = (Instant::now(), crate::models::fit::resident_memory());
@@ -347,7 +371,15 @@ pub fn run(
             settings.llm = llm.or(settings.llm).or(fallback_llm);
             let dir = data_dir.or(settings.data_dir.clone());
             let dir = crate::library::resolve_data_dir(dir)?;
-            let app = GlassboxApp::new(dir, settings);
+            let mut app = GlassboxApp::new(dir, settings);
+            if let Some(render) = &cc.wgpu_render_state {
+                app = app.with_gpu(crate::gpu::GpuContext {
+                    device: Arc::new(render.device.clone()),
+                    queue: Arc::new(render.queue.clone()),
+                    info: render.adapter.get_info(),
+                    limits: render.device.limits(),
+                });
+            }
             Ok(Box::new(match screenshot {
                 Some(path) => app.with_screenshot(path),
                 None => app,

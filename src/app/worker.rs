@@ -12,6 +12,7 @@ use super::background::Background;
 use super::settings::Settings;
 use crate::answer::Answer;
 use crate::catalog::{ChatSummary, DocumentRow, StoredMessage};
+use crate::gpu::GpuContext;
 use crate::ingest::reader::Reading;
 use crate::library::{IndexSummary, LibraryStatus};
 use crate::retrieve::SearchResponse;
@@ -50,6 +51,8 @@ pub enum Request {
     },
     /// The documents of a folder, for the library panel.
     Documents(i64),
+    /// The window's own wgpu device, for GPU attention (one device, not a second).
+    Gpu(Box<GpuContext>),
     /// A picture of the space, finished (sent by the thread that computed it).
     Projected(Option<Arc<Space>>),
     Refresh,
@@ -126,6 +129,13 @@ pub enum Update {
     Status(LibraryStatus),
     /// A folder's documents.
     Documents(i64, Vec<DocumentRow>),
+    /// Where attention runs now that the model is loaded (device, backend), and why not where
+    /// asked, if so.
+    Attention {
+        device: String,
+        backend: &'static str,
+        notice: Option<String>,
+    },
     Progress(IndexProgress),
     Indexed(IndexSummary),
     Job(Option<Job>),

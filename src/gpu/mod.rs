@@ -29,7 +29,7 @@ pub enum AdapterChoice {
 }
 
 /// A device and its queue, with what the adapter is and can do.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct GpuContext {
     pub device: Arc<wgpu::Device>,
     pub queue: Arc<wgpu::Queue>,

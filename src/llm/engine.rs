@@ -59,6 +59,7 @@ impl AttentionKind {
         self,
         shape: KvShape,
         capacity: usize,
+        given: Option<&GpuContext>,
     ) -> (Box<dyn AttentionBackend>, Option<String>) {
         let choice = match self {
             AttentionKind::Cpu => return (Box::new(CpuAttention), None),
@@ -66,7 +67,13 @@ impl AttentionKind {
             AttentionKind::Gpu => AdapterChoice::AllowSoftware,
             AttentionKind::Auto => AdapterChoice::HardwareOnly,
         };
-        let gpu = GpuContext::new(choice).and_then(|ctx| GpuAttention::new(&ctx, shape, capacity));
+        let ctx = match given {
+            Some(ctx) if choice == AdapterChoice::AllowSoftware || !ctx.is_software() => {
+                Ok(ctx.clone())
+            }
+            _ => GpuContext::new(choice),
+        };
+        let gpu = ctx.and_then(|ctx| GpuAttention::new(&ctx, shape, capacity));
         match gpu {
             Ok(backend) => (Box::new(backend), None),
             Err(e) => (Box::new(FusedCpuAttention), Some(e.to_string())),
@@ -81,6 +88,8 @@ pub struct EngineOptions {
     pub attention: AttentionKind,
     pub cache: CacheSize,
     pub block_size: usize,
+    /// The device for GPU attention (the window's own); without one, the engine looks for one.
+    pub gpu: Option<GpuContext>,
 }
 
 /// KV-cache capacity, in tokens or in bytes of memory.
@@ -100,6 +109,7 @@ impl Default for EngineOptions {
             attention: AttentionKind::default(),
             cache: CacheSize::Context,
             block_size: 16,
+            gpu: None,
         }
     }
 }
@@ -185,9 +195,11 @@ impl Engine {
             CacheSize::Tokens(tokens) => KvCache::with_tokens(shape, tokens),
             CacheSize::Bytes(bytes) => KvCache::new(shape, bytes / shape.block_bytes()),
         };
-        let (backend, attention_notice) = options
-            .attention
-            .backend(shape, cache.capacity_tokens() / shape.block_size);
+        let (backend, attention_notice) = options.attention.backend(
+            shape,
+            cache.capacity_tokens() / shape.block_size,
+            options.gpu.as_ref(),
+        );
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(options.threads.unwrap_or(0))
             .thread_name(|i| format!("glassbox-llm-{i}"))

@@ -337,13 +337,17 @@ fn answers_cite_sources_and_chats_persist() {
     step_until(&mut harness, "the second answer", |h| {
         shows(h, &format!("The answer to: {second}"))
     });
-    let inspect: Vec<_> = harness.query_all_by_label("Inspect").collect();
-    assert_eq!(
-        inspect.len(),
-        2,
-        "each answer of this session can be inspected"
+    // The chat's messages arrive just after the answer.
+    step_until(
+        &mut harness,
+        "each answer of this session to be inspectable",
+        |h| h.query_all_by_label("Inspect").count() == 2,
     );
-    inspect[0].click_accesskit();
+    harness
+        .query_all_by_label("Inspect")
+        .next()
+        .unwrap()
+        .click_accesskit();
     step_until(&mut harness, "the first answer inspected", |h| {
         shows(h, &format!("The answer to: {question}"))
     });
@@ -553,5 +557,36 @@ fn a_busy_library_and_a_vanished_folder_get_clear_messages() {
     assert!(
         shows(&harness, " indexed · "),
         "the library is still listed"
+    );
+}
+
+/// GPU attention in the window runs on the device it is given (in the app, eframe's own), and
+/// the top bar says which.
+#[test]
+fn answers_with_gpu_attention_on_the_windows_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = corpus(dir.path());
+    let gpu = glassbox::gpu::GpuContext::new(glassbox::gpu::AdapterChoice::AllowSoftware)
+        .expect("a wgpu adapter (scripts/test installs Mesa's lavapipe)");
+    let settings = Settings {
+        llm: Some(crate::llm::smollm_path()),
+        attention: glassbox::llm::AttentionKind::Gpu,
+        max_tokens: 8,
+        ..english()
+    };
+    let app = GlassboxApp::new(dir.path().join("data"), settings).with_gpu(gpu.clone());
+    let mut harness = Harness::builder()
+        .with_size([1280.0, 800.0])
+        .build_ui_state(|ui, app: &mut GlassboxApp| app.show(ui), app);
+    harness.step();
+    drop_folder(&mut harness, &corpus);
+    ask(
+        &mut harness,
+        "How do you revive a neglected sourdough starter?",
+    );
+    step_until(&mut harness, "the answer", |h| shows(h, "Regenerate"));
+    assert!(
+        shows(&harness, &format!("{} · attention gpu", gpu.describe())),
+        "the top bar names the device"
     );
 }
