@@ -476,6 +476,7 @@ impl Background {
     /// Another layer's attention for answer `message`, by running its tokens again with that
     /// layer captured (the engine keeps one layer per answer, to bound memory).
     fn recompute_attention(&mut self, message: i64, layer: usize) -> Outcome {
+        self.send(Update::Job(Some(Job::Attention(layer))));
         let shown = self
             .given
             .get(&message)
@@ -485,8 +486,6 @@ impl Background {
             .as_mut()
             .filter(|e| e.path() == shown.model)
             .ok_or("the model that gave this answer is no longer loaded: ask again")?;
-        let _ = self.outbox.send(Update::Job(Some(Job::Attention(layer))));
-        (self.wake)();
         let config = &engine.model.config;
         let mut capture = self
             .settings

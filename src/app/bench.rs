@@ -112,11 +112,7 @@ impl FrameBench {
                 Phase::Exploring { frame: 0 }
             }
             (Phase::Exploring { frame }, Script::Explore { frames, .. }) if frame >= *frames => {
-                bench
-                    .report
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .exploring = bench.take();
+                bench.finish_phase(|r| &mut r.exploring);
                 ctx.send_viewport_cmd(egui::ViewportCommand::Close);
                 Phase::Done
             }
@@ -129,11 +125,7 @@ impl FrameBench {
                 if seen_work && !busy =>
             {
                 let question = question.clone();
-                bench
-                    .report
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .indexing = bench.take();
+                bench.finish_phase(|r| &mut r.indexing);
                 app.chat.ask(question, &app.worker);
                 Phase::Answering { seen_work: false }
             }
@@ -141,11 +133,7 @@ impl FrameBench {
                 seen_work: seen_work || busy,
             },
             (Phase::Answering { seen_work }, _) if seen_work && !busy && !app.chat.is_busy() => {
-                bench
-                    .report
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .answering = bench.take();
+                bench.finish_phase(|r| &mut r.answering);
                 ctx.send_viewport_cmd(egui::ViewportCommand::Close);
                 Phase::Done
             }
@@ -204,7 +192,9 @@ impl FrameBench {
         self.started = Instant::now();
     }
 
-    fn take(&mut self) -> PhaseFrames {
+    /// Puts the frames measured since the last phase into the report's `slot`, and starts
+    /// counting again.
+    fn finish_phase(&mut self, slot: impl FnOnce(&mut FrameReport) -> &mut PhaseFrames) {
         let frames = PhaseFrames {
             frames: self.cpu.len(),
             cpu_p50_ms: percentile(&mut self.cpu, 0.50),
@@ -214,7 +204,7 @@ impl FrameBench {
             seconds: self.started.elapsed().as_secs_f32(),
         };
         self.restart();
-        frames
+        *slot(&mut self.report.lock().unwrap_or_else(|e| e.into_inner())) = frames;
     }
 }
 

@@ -32,8 +32,7 @@ pub struct GpuAttention {
 impl GpuAttention {
     /// Attention on `ctx` for a cache of `shape` and `capacity` blocks.
     pub fn new(ctx: &GpuContext, shape: KvShape, capacity: usize) -> Result<Self, GpuError> {
-        let block_bytes = (shape.n_kv_head * shape.block_size * shape.head_dim * 2) as u64;
-        let layer_bytes = block_bytes * capacity as u64;
+        let layer_bytes = layer_bytes(shape, capacity);
         let limit = ctx.limits.max_storage_buffer_binding_size;
         if layer_bytes > limit {
             return Err(GpuError::Shape(
@@ -60,8 +59,7 @@ impl GpuAttention {
     }
 
     fn layer_copy(&self) -> LayerCopy {
-        let bytes = (self.shape.n_kv_head * self.shape.block_size * self.shape.head_dim * 2) as u64
-            * self.capacity as u64;
+        let bytes = layer_bytes(self.shape, self.capacity);
         let buffer = |label| {
             self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(label),
@@ -82,7 +80,7 @@ impl GpuAttention {
         let mut layers = self.layers.lock().unwrap_or_else(|e| e.into_inner());
         let copy = layers[kv.layer].get_or_insert_with(|| self.layer_copy());
         // Send the blocks written since they were last sent.
-        let block_len = kv.shape.n_kv_head * kv.shape.block_size * kv.shape.head_dim;
+        let block_len = kv.shape.block_len();
         for &block in input.table {
             let b = block as usize;
             if copy.synced[b] == kv.versions[b] {
@@ -133,16 +131,21 @@ impl AttentionBackend for GpuAttention {
     }
 
     fn attend(&self, input: &AttnInput<'_>, out: &mut [f32]) -> Vec<ProbRow> {
-        if self.failure().is_none()
-            && let Err(e) = self.attend_gpu(input, out)
-        {
-            *self.failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
+        // A layer whose probabilities are recorded runs on the CPU, which records them (a GPU
+        // pass for them is still to come); its blocks go up at the next call that needs them.
+        if self.failure().is_none() && input.capture.is_empty() {
+            match self.attend_gpu(input, out) {
+                Ok(()) => return Vec::new(),
+                Err(e) => {
+                    *self.failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string())
+                }
+            }
         }
-        if self.failure().is_some() || !input.capture.is_empty() {
-            // The CPU answers after a failure; captured probabilities come from it too (a
-            // GPU pass for them is still to come).
-            return FusedCpuAttention.attend(input, out);
-        }
-        Vec::new()
+        FusedCpuAttention.attend(input, out)
     }
+}
+
+/// Bytes of one layer's keys (or values) for a pool of `capacity` blocks, in f16.
+fn layer_bytes(shape: KvShape, capacity: usize) -> u64 {
+    (shape.block_len() * capacity * std::mem::size_of::<f16>()) as u64
 }

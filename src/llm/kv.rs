@@ -29,8 +29,8 @@ impl KvShape {
         2 * self.n_layer * self.block_len() * std::mem::size_of::<f16>()
     }
 
-    /// Values in one block of one layer.
-    fn block_len(&self) -> usize {
+    /// Values in one block of one layer (of keys, or of values).
+    pub fn block_len(&self) -> usize {
         self.n_kv_head * self.block_size * self.head_dim
     }
 }

@@ -46,6 +46,8 @@ struct Case {
     k: Vec<f16>,
     v: Vec<f16>,
     table: Vec<u32>,
+    /// `k` and `v` as the kernels read them.
+    words: (Vec<u32>, Vec<u32>),
 }
 
 impl Case {
@@ -78,13 +80,24 @@ impl Case {
         };
         let values = pool * heads.1 * block_size * head_dim;
         let half = |x: Vec<f32>| x.into_iter().map(f16::from_f32).collect::<Vec<_>>();
+        let q = uniform(n_q * heads.0 * head_dim, 1.5);
+        // Keys spread enough that some rows' softmax is sharp, others flat.
+        let (k, v) = (half(uniform(values, 2.0)), half(uniform(values, 1.0)));
         Case {
-            q: uniform(n_q * heads.0 * head_dim, 1.5),
-            // Keys spread enough that some rows' softmax is sharp, others flat.
-            k: half(uniform(values, 2.0)),
-            v: half(uniform(values, 1.0)),
+            q,
+            words: (pack(&k), pack(&v)),
+            k,
+            v,
             table: ids[..blocks].to_vec(),
             shape,
+        }
+    }
+
+    fn kv(&self) -> PagedKv<'_> {
+        PagedKv {
+            k: &self.words.0,
+            v: &self.words.1,
+            table: &self.table,
         }
     }
 
@@ -185,12 +198,7 @@ fn flash_kernels_match_an_f64_reference() {
             for &(start, n_q) in &calls {
                 let case = Case::new(&mut rng, h, head_dim, start, n_q);
                 let want = case.reference();
-                let (k, v) = (pack(&case.k), pack(&case.v));
-                let kv = PagedKv {
-                    k: &k,
-                    v: &v,
-                    table: &case.table,
-                };
+                let kv = case.kv();
                 for kernel in [Kernel::Prefill, Kernel::Decode] {
                     let got = kernels.run(&case.shape, &case.q, &kv, kernel).unwrap();
                     let err = relative_error(&got, &want);
@@ -213,12 +221,7 @@ fn a_long_prompt_in_one_call() {
     let kernels = kernels();
     let mut rng = Rng::new(42);
     let case = Case::new(&mut rng, (9, 3), 64, 0, 2048);
-    let (k, v) = (pack(&case.k), pack(&case.v));
-    let kv = PagedKv {
-        k: &k,
-        v: &v,
-        table: &case.table,
-    };
+    let kv = case.kv();
     let got = kernels
         .run(&case.shape, &case.q, &kv, Kernel::Prefill)
         .unwrap();
@@ -231,11 +234,9 @@ fn shapes_the_kernels_cannot_take_are_errors() {
     let kernels = kernels();
     let mut rng = Rng::new(1);
     let case = Case::new(&mut rng, (4, 4), 64, 0, 3);
-    let (k, v) = (pack(&case.k), pack(&case.v));
     let short = PagedKv {
-        k: &k,
-        v: &v,
         table: &[],
+        ..case.kv()
     };
     let err = kernels
         .run(&case.shape, &case.q, &short, Kernel::Prefill)
