@@ -1,13 +1,7 @@
 // Attention over a paged KV cache, FlashAttention style: the scores of a query never exist as a
 // whole row; keys are visited tile by tile with a running maximum `m` and sum `l` (online
-// softmax), and the output accumulates in f32.
-//
-// Layout, as the engine's cache keeps it: keys and values are f16, two per u32
-// (`unpack2x16float`, core WGSL: no optional feature), in blocks `[block][kv_head][slot][dim]`;
-// a sequence's position `p` lives in block `table[p / block_size]`, slot `p % block_size`.
-// Query head `h` reads KV head `h / group` (GQA and MQA): repeated K/V are never made.
-// Causal: the query at position `start + row` sees keys `0..=start + row`, so queries after a
-// cached prefix see all of it.
+// softmax), and the output accumulates in f32. (`paged_kv.wgsl` comes first: the parameters,
+// the shared bindings, the cache's layout.)
 //
 // Three entry points:
 // - `prefill`: one workgroup per 64 (query row, head) pairs of one KV head; each K/V tile is
@@ -17,57 +11,20 @@
 //   still fills the GPU;
 // - `merge`: combines the ranges with a log-sum-exp reduction.
 
-struct Params {
-    n_q: u32,
-    n_head: u32,
-    n_kv_head: u32,
-    head_dim: u32,
-    block_size: u32,
-    // Position of the first query.
-    start: u32,
-    // Offset of this layer's keys and values in the K and V buffers, in u32 words.
-    kv_base: u32,
-    n_splits: u32,
-    scale: f32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
 // Largest head dimension (128), in groups of four dimensions.
 const MAX_QUADS: u32 = 32u;
-// Keys per tile in `prefill`: 2 x 16 keys x 32 quads x 16 bytes = 16 KiB of workgroup memory,
-// the least every adapter offers.
+// Keys per tile in `prefill`: 2 x TILE keys x 32 quads x 16 bytes of workgroup memory. 16 keys
+// (16 KiB) fit every adapter; the host sets TILE from the adapter's real limit.
 const TILE: u32 = 16u;
 // Keys per range in `decode`.
 const SPLIT: u32 = 256u;
-// A finite start for the running maximum: exp(m_old - m_new) stays a number.
-const LOW: f32 = -3.0e38;
 
-@group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<storage, read> k: array<u32>;
-@group(0) @binding(3) var<storage, read> v: array<u32>;
-@group(0) @binding(4) var<storage, read> table: array<u32>;
-@group(0) @binding(5) var<storage, read_write> out: array<f32>;
 // Per (range, row, head): the range's unnormalised output, then its m and l.
 @group(0) @binding(6) var<storage, read_write> partial_o: array<f32>;
 @group(0) @binding(7) var<storage, read_write> partial_ml: array<vec2<f32>>;
 
-// Word offset of the pair `pair` of key/value position `pos` for KV head `kvh`.
-fn kv_word(pos: u32, kvh: u32, pair: u32) -> u32 {
-    let bs = params.block_size;
-    let block = table[pos / bs];
-    let pairs = params.head_dim / 2u;
-    return params.kv_base + ((block * params.n_kv_head + kvh) * bs + pos % bs) * pairs + pair;
-}
-
-fn q_index(row: u32, head: u32) -> u32 {
-    return (row * params.n_head + head) * params.head_dim;
-}
-
-var<workgroup> tile_k: array<vec4<f32>, 512>; // TILE * MAX_QUADS
-var<workgroup> tile_v: array<vec4<f32>, 512>;
+var<workgroup> tile_k: array<vec4<f32>, TILE * MAX_QUADS>;
+var<workgroup> tile_v: array<vec4<f32>, TILE * MAX_QUADS>;
 
 // Four dimensions of key/value position `pos` for KV head `kvh`, from two words.
 fn kv_quad(buffer_is_k: bool, pos: u32, kvh: u32, quad: u32) -> vec4<f32> {

@@ -1,18 +1,52 @@
-//! The flash-attention kernels of `shaders/flash_attention.wgsl` on a `GpuContext`: the paged
-//! keys and values (f16 pairs in u32 words, as the engine's cache holds them), the block table
-//! and the queries go up, the outputs come back.
+//! Our attention kernels on a `GpuContext`: the flash kernels of
+//! `shaders/flash_attention.wgsl` (what the engine runs) and the naive three-pass kernels of
+//! `shaders/naive_attention.wgsl` (what they are measured against, and the pass that records
+//! probabilities). The paged keys and values (f16 pairs in u32 words, as the engine's cache
+//! holds them), the block table and the queries go up; outputs or probabilities come back.
 
 use wgpu::util::DeviceExt;
 
+use super::prepared::{Prepared, Step};
 use super::{GpuContext, GpuError};
 
-/// The WGSL source; validated by the tests with naga.
-pub const SHADER: &str = include_str!("../../shaders/flash_attention.wgsl");
+/// What every kernel starts with: parameters, shared bindings, the cache's layout.
+pub const PRELUDE: &str = include_str!("../../shaders/paged_kv.wgsl");
+pub const FLASH: &str = include_str!("../../shaders/flash_attention.wgsl");
+pub const NAIVE: &str = include_str!("../../shaders/naive_attention.wgsl");
 /// Keys per range of the decode kernel (`SPLIT` in the shader).
 const SPLIT: usize = 256;
-/// The largest head dimension the kernels hold (`MAX_DIM` in the shader).
+/// The largest head dimension the kernels hold (`MAX_QUADS` x 4 in the shader).
 pub const MAX_HEAD_DIM: usize = 128;
+/// Invocations per workgroup in every kernel.
 const GROUP: u32 = 64;
+/// Workgroups per dispatch dimension every adapter allows (`MAX_GROUPS` in the naive shader).
+const MAX_GROUPS: usize = 65_535;
+
+/// Keys per prefill tile: each one takes 1 KiB of workgroup memory (keys and values, 128
+/// dimensions in f32), and 16 fit the 16 KiB every adapter offers.
+pub const TILES: [usize; 3] = [16, 32, 64];
+const TILE_DECLARATION: &str = "const TILE: u32 = 16u;";
+
+/// The largest tile the adapter's workgroup memory holds.
+pub fn tile_for(limits: &wgpu::Limits) -> usize {
+    let bytes = limits.max_compute_workgroup_storage_size as usize;
+    TILES
+        .into_iter()
+        .filter(|t| t * 1024 <= bytes)
+        .max()
+        .unwrap_or(TILES[0])
+}
+
+/// The flash kernels' WGSL with `tile` keys per prefill tile, after the prelude.
+pub fn flash_source(tile: usize) -> String {
+    let body = FLASH.replace(TILE_DECLARATION, &format!("const TILE: u32 = {tile}u;"));
+    format!("{PRELUDE}\n{body}")
+}
+
+/// The naive kernels' WGSL, after the prelude.
+pub fn naive_source() -> String {
+    format!("{PRELUDE}\n{NAIVE}")
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -26,7 +60,8 @@ struct Params {
     kv_base: u32,
     n_splits: u32,
     scale: f32,
-    pad: [u32; 3],
+    n_sel: u32,
+    pad: [u32; 2],
 }
 
 /// One attention call: `n_q` query rows of `n_head` heads at positions `start..start + n_q`,
@@ -39,6 +74,16 @@ pub struct AttnShape {
     pub head_dim: usize,
     pub block_size: usize,
     pub start: usize,
+}
+
+impl AttnShape {
+    pub fn n_keys(&self) -> usize {
+        self.start + self.n_q
+    }
+
+    fn rows(&self) -> usize {
+        self.n_q * self.n_head
+    }
 }
 
 /// One layer of a paged cache as the kernels read it: f16 pairs in u32 words, laid out
@@ -57,18 +102,21 @@ pub struct GpuKv<'a> {
     pub table: &'a [u32],
 }
 
-/// Which kernel runs: tiles of query rows (prompts), or key ranges merged afterwards (a few
-/// rows, as in decoding, where tiles of rows would leave the GPU idle).
+/// Which kernel runs: the flash kernel's tiles of query rows (prompts) or key ranges merged
+/// afterwards (a few rows, as in decoding, where tiles of rows would leave the GPU idle); or
+/// the naive three passes over a materialised score matrix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kernel {
     Prefill,
     Decode,
+    Naive,
 }
 
 impl Kernel {
-    /// Decode while the rows of one KV head fill less than one workgroup.
+    /// The flash kernel for a shape: decode while the rows of one KV head fill less than one
+    /// workgroup.
     pub fn for_shape(shape: &AttnShape) -> Kernel {
-        let rows_per_kv_head = shape.n_q * shape.n_head / shape.n_kv_head;
+        let rows_per_kv_head = shape.rows() / shape.n_kv_head;
         if rows_per_kv_head < GROUP as usize {
             Kernel::Decode
         } else {
@@ -77,68 +125,80 @@ impl Kernel {
     }
 }
 
-pub struct FlashAttention {
+/// The compiled kernels.
+pub struct AttentionKernels {
     ctx: GpuContext,
+    tile: usize,
     layout: wgpu::BindGroupLayout,
     prefill: wgpu::ComputePipeline,
     decode: wgpu::ComputePipeline,
     merge: wgpu::ComputePipeline,
+    scores: wgpu::ComputePipeline,
+    softmax: wgpu::ComputePipeline,
+    weighted: wgpu::ComputePipeline,
 }
 
-impl FlashAttention {
-    pub fn new(ctx: &GpuContext) -> Result<FlashAttention, GpuError> {
+impl AttentionKernels {
+    /// The kernels with the largest prefill tile the adapter holds.
+    pub fn new(ctx: &GpuContext) -> Result<AttentionKernels, GpuError> {
+        Self::with_tile(ctx, tile_for(&ctx.limits))
+    }
+
+    /// The kernels with `tile` keys per prefill tile (one of `TILES`), so that tests can force
+    /// each size an adapter may get.
+    pub fn with_tile(ctx: &GpuContext, tile: usize) -> Result<AttentionKernels, GpuError> {
+        if !TILES.contains(&tile) {
+            return Err(GpuError::Shape(
+                "the tile",
+                format!("{tile} keys (one of {TILES:?})"),
+            ));
+        }
         let device = &ctx.device;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some("flash_attention"),
-            source: wgpu::ShaderSource::Wgsl(SHADER.into()),
-        });
-        let entries: Vec<wgpu::BindGroupLayoutEntry> = (0..8)
-            .map(|binding| wgpu::BindGroupLayoutEntry {
-                binding,
-                visibility: wgpu::ShaderStages::COMPUTE,
-                ty: wgpu::BindingType::Buffer {
-                    ty: match binding {
-                        0 => wgpu::BufferBindingType::Uniform,
-                        1..=4 => wgpu::BufferBindingType::Storage { read_only: true },
-                        _ => wgpu::BufferBindingType::Storage { read_only: false },
-                    },
-                    has_dynamic_offset: false,
-                    min_binding_size: None,
-                },
-                count: None,
-            })
-            .collect();
-        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some("flash_attention"),
-            entries: &entries,
-        });
+        let layout = bind_group_layout(device);
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some("flash_attention"),
+            label: Some("attention"),
             bind_group_layouts: &[Some(&layout)],
             immediate_size: 0,
         });
-        let pipeline = |entry: &str| {
+        let module = |label, source: String| {
+            device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(label),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            })
+        };
+        let flash = module("flash_attention", flash_source(tile));
+        let naive = module("naive_attention", naive_source());
+        let pipeline = |module: &wgpu::ShaderModule, entry: &str| {
             device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                 label: Some(entry),
                 layout: Some(&pipeline_layout),
-                module: &module,
+                module,
                 entry_point: Some(entry),
                 compilation_options: Default::default(),
                 cache: None,
             })
         };
-        let kernels = FlashAttention {
+        let kernels = AttentionKernels {
             ctx: ctx.clone(),
-            prefill: pipeline("prefill"),
-            decode: pipeline("decode"),
-            merge: pipeline("merge"),
+            tile,
+            prefill: pipeline(&flash, "prefill"),
+            decode: pipeline(&flash, "decode"),
+            merge: pipeline(&flash, "merge"),
+            scores: pipeline(&naive, "scores_pass"),
+            softmax: pipeline(&naive, "softmax"),
+            weighted: pipeline(&naive, "weighted"),
             layout,
         };
         match pollster::block_on(scope.pop()) {
             Some(e) => Err(GpuError::Failed(e.to_string())),
             None => Ok(kernels),
         }
+    }
+
+    /// Keys per prefill tile.
+    pub fn tile(&self) -> usize {
+        self.tile
     }
 
     /// Attention outputs, `n_q x n_head x head_dim`, computed by `kernel`, with the keys and
@@ -150,19 +210,10 @@ impl FlashAttention {
         kv: &PagedKv<'_>,
         kernel: Kernel,
     ) -> Result<Vec<f32>, GpuError> {
-        let storage = wgpu::BufferUsages::STORAGE;
-        let k = self.buffer("k", bytemuck::cast_slice(kv.k), storage);
-        let v = self.buffer("v", bytemuck::cast_slice(kv.v), storage);
-        let on_gpu = GpuKv {
-            k: &k,
-            v: &v,
-            table: kv.table,
-        };
-        self.run_on(shape, q, &on_gpu, kernel)
+        self.with_uploaded(kv, |on_gpu| self.run_on(shape, q, on_gpu, kernel))
     }
 
-    /// As `run`, over keys and values already on the GPU. The output buffer starts as NaN, so
-    /// an element a kernel forgot to write cannot pass for a result.
+    /// As `run`, over keys and values already on the GPU.
     pub fn run_on(
         &self,
         shape: &AttnShape,
@@ -170,66 +221,179 @@ impl FlashAttention {
         kv: &GpuKv<'_>,
         kernel: Kernel,
     ) -> Result<Vec<f32>, GpuError> {
+        self.prepare(shape, q, kv, kernel)?.run()
+    }
+
+    /// Softmax probabilities, `n_q x heads.len() x (start + n_q)` (keys a row does not see are
+    /// 0), by the naive kernel's first two passes for the given heads only.
+    pub fn probabilities(
+        &self,
+        shape: &AttnShape,
+        q: &[f32],
+        kv: &PagedKv<'_>,
+        heads: &[usize],
+    ) -> Result<Vec<f32>, GpuError> {
+        self.with_uploaded(kv, |on_gpu| self.probabilities_on(shape, q, on_gpu, heads))
+    }
+
+    /// As `probabilities`, over keys and values already on the GPU.
+    pub fn probabilities_on(
+        &self,
+        shape: &AttnShape,
+        q: &[f32],
+        kv: &GpuKv<'_>,
+        heads: &[usize],
+    ) -> Result<Vec<f32>, GpuError> {
+        if let Some(&h) = heads.iter().find(|&&h| h >= shape.n_head) {
+            return Err(GpuError::Shape(
+                "the heads to record",
+                format!("head {h} of {}", shape.n_head),
+            ));
+        }
+        self.prepare_naive(shape, q, kv, heads, false)?.run()
+    }
+
+    fn with_uploaded<T>(
+        &self,
+        kv: &PagedKv<'_>,
+        f: impl FnOnce(&GpuKv<'_>) -> Result<T, GpuError>,
+    ) -> Result<T, GpuError> {
+        let storage = wgpu::BufferUsages::STORAGE;
+        let k = self.buffer("k", bytemuck::cast_slice(kv.k), storage);
+        let v = self.buffer("v", bytemuck::cast_slice(kv.v), storage);
+        f(&GpuKv {
+            k: &k,
+            v: &v,
+            table: kv.table,
+        })
+    }
+
+    /// Everything one call of `kernel` needs on the GPU, ready to run (or to time) as often as
+    /// wanted. The output starts as NaN, so an element a kernel forgot to write cannot pass for
+    /// a result.
+    pub fn prepare(
+        &self,
+        shape: &AttnShape,
+        q: &[f32],
+        kv: &GpuKv<'_>,
+        kernel: Kernel,
+    ) -> Result<Prepared, GpuError> {
+        if kernel == Kernel::Naive {
+            let all: Vec<usize> = (0..shape.n_head).collect();
+            return self.prepare_naive(shape, q, kv, &all, true);
+        }
         check(shape, q, kv.table)?;
+        let n_splits = match kernel {
+            Kernel::Decode => shape.n_keys().div_ceil(SPLIT),
+            _ => 1,
+        };
+        let rows = shape.rows();
+        let out_len = rows * shape.head_dim;
+        // The decode kernel's partial outputs and their (m, l), per key range.
+        let (partial_o, partial_ml) = match kernel {
+            Kernel::Decode => (n_splits * out_len, n_splits * rows * 2),
+            _ => (1, 2),
+        };
+        let partial_o = self.scratch("partial_o", (partial_o * 4) as u64)?;
+        let partial_ml = self.scratch("partial_ml", (partial_ml * 4) as u64)?;
+        let out = self.output(out_len);
+        let steps = match kernel {
+            Kernel::Decode => vec![
+                Step::new(&self.decode, [n_splits, rows, 1]),
+                Step::new(&self.merge, [rows, 1, 1]),
+            ],
+            _ => {
+                let rows_per_kv = rows / shape.n_kv_head;
+                let x = rows_per_kv.div_ceil(GROUP as usize);
+                vec![Step::new(&self.prefill, [x, shape.n_kv_head, 1])]
+            }
+        };
+        let scratch_bytes = partial_o.size() + partial_ml.size();
+        self.assemble(
+            params(shape, n_splits, 0),
+            q,
+            kv,
+            [out, partial_o, partial_ml],
+            steps,
+            (0, out_len),
+            scratch_bytes,
+        )
+    }
+
+    /// The naive kernel for `heads`: probabilities only (the first two passes, read back from
+    /// the score matrix), or with `outputs` the whole attention (then `heads` are all heads).
+    fn prepare_naive(
+        &self,
+        shape: &AttnShape,
+        q: &[f32],
+        kv: &GpuKv<'_>,
+        heads: &[usize],
+        outputs: bool,
+    ) -> Result<Prepared, GpuError> {
+        check(shape, q, kv.table)?;
+        let pairs = shape.n_q * heads.len();
+        let score_len = pairs * shape.n_keys();
+        let scores = self.scratch("scores", (score_len * 4) as u64)?;
+        let heads_words: Vec<u32> = heads.iter().map(|&h| h as u32).collect();
+        let heads_buffer = self.buffer(
+            "heads",
+            bytemuck::cast_slice(&heads_words),
+            wgpu::BufferUsages::STORAGE,
+        );
+        let out_len = if outputs { pairs * shape.head_dim } else { 1 };
+        let out = self.output(out_len);
+        let y = pairs.min(MAX_GROUPS);
+        let z = pairs.div_ceil(MAX_GROUPS);
+        let mut steps = vec![
+            Step::new(
+                &self.scores,
+                [shape.n_keys().div_ceil(GROUP as usize), y, z],
+            ),
+            Step::new(&self.softmax, [1, y, z]),
+        ];
+        let result = if outputs {
+            steps.push(Step::new(&self.weighted, [1, y, z]));
+            (0, out_len)
+        } else {
+            (1, score_len)
+        };
+        let scratch_bytes = scores.size();
+        self.assemble(
+            params(shape, 1, heads.len()),
+            q,
+            kv,
+            [out, scores, heads_buffer],
+            steps,
+            result,
+            scratch_bytes,
+        )
+    }
+
+    /// Binds `params`, the queries, the cache and `[out, binding 6, binding 7]`; the result is
+    /// `len` floats of the first (0) or second (1) of those.
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        &self,
+        params: Params,
+        q: &[f32],
+        kv: &GpuKv<'_>,
+        own: [wgpu::Buffer; 3],
+        steps: Vec<Step>,
+        (result, len): (usize, usize),
+        scratch_bytes: u64,
+    ) -> Result<Prepared, GpuError> {
         let device = &self.ctx.device;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let n_keys = shape.start + shape.n_q;
-        let n_splits = match kernel {
-            Kernel::Prefill => 1,
-            Kernel::Decode => n_keys.div_ceil(SPLIT),
-        };
-        let params = Params {
-            n_q: shape.n_q as u32,
-            n_head: shape.n_head as u32,
-            n_kv_head: shape.n_kv_head as u32,
-            head_dim: shape.head_dim as u32,
-            block_size: shape.block_size as u32,
-            start: shape.start as u32,
-            kv_base: 0,
-            n_splits: n_splits as u32,
-            scale: 1.0 / (shape.head_dim as f32).sqrt(),
-            pad: [0; 3],
-        };
-        let out_len = shape.n_q * shape.n_head * shape.head_dim;
-        let rows = shape.n_q * shape.n_head;
-        let (partial_o, partial_ml) = match kernel {
-            Kernel::Prefill => (1, 2),
-            Kernel::Decode => (n_splits * rows * shape.head_dim, n_splits * rows * 2),
-        };
+        let storage = wgpu::BufferUsages::STORAGE;
         let uniform = self.buffer(
             "params",
             bytemuck::bytes_of(&params),
             wgpu::BufferUsages::UNIFORM,
         );
-        let storage = wgpu::BufferUsages::STORAGE;
-        let table = self.buffer("table", bytemuck::cast_slice(kv.table), storage);
         let q = self.buffer("q", bytemuck::cast_slice(q), storage);
-        let out = self.buffer(
-            "out",
-            bytemuck::cast_slice(&vec![f32::NAN; out_len]),
-            storage | wgpu::BufferUsages::COPY_SRC,
-        );
-        let zeros = |n: usize| vec![0f32; n];
-        let partial_o = self.buffer(
-            "partial_o",
-            bytemuck::cast_slice(&zeros(partial_o)),
-            storage,
-        );
-        let partial_ml = self.buffer(
-            "partial_ml",
-            bytemuck::cast_slice(&zeros(partial_ml)),
-            storage,
-        );
-        let buffers = [
-            &uniform,
-            &q,
-            kv.k,
-            kv.v,
-            &table,
-            &out,
-            &partial_o,
-            &partial_ml,
-        ];
+        let table = self.buffer("table", bytemuck::cast_slice(kv.table), storage);
+        let [out, six, seven] = own;
+        let buffers = [&uniform, &q, kv.k, kv.v, &table, &out, &six, &seven];
         let entries: Vec<wgpu::BindGroupEntry> = buffers
             .iter()
             .enumerate()
@@ -239,45 +403,19 @@ impl FlashAttention {
             })
             .collect();
         let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("flash_attention"),
+            label: Some("attention"),
             layout: &self.layout,
             entries: &entries,
         });
-        let mut encoder = device.create_command_encoder(&Default::default());
-        {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            pass.set_bind_group(0, &bind, &[]);
-            match kernel {
-                Kernel::Prefill => {
-                    let rows_per_kv = (rows / shape.n_kv_head) as u32;
-                    pass.set_pipeline(&self.prefill);
-                    pass.dispatch_workgroups(
-                        rows_per_kv.div_ceil(GROUP),
-                        shape.n_kv_head as u32,
-                        1,
-                    );
-                }
-                Kernel::Decode => {
-                    pass.set_pipeline(&self.decode);
-                    pass.dispatch_workgroups(n_splits as u32, rows as u32, 1);
-                    pass.set_pipeline(&self.merge);
-                    pass.dispatch_workgroups(rows as u32, 1, 1);
-                }
-            }
-        }
-        let out = self.read_back(encoder, &out, out_len)?;
+        let result = if result == 0 { out } else { six };
+        let prepared = Prepared::new(self.ctx.clone(), bind, steps, result, len, scratch_bytes);
         match pollster::block_on(scope.pop()) {
             Some(e) => Err(GpuError::Failed(e.to_string())),
-            None => Ok(out),
+            None => Ok(prepared),
         }
     }
 
-    pub(crate) fn buffer(
-        &self,
-        label: &str,
-        bytes: &[u8],
-        usage: wgpu::BufferUsages,
-    ) -> wgpu::Buffer {
+    fn buffer(&self, label: &str, bytes: &[u8], usage: wgpu::BufferUsages) -> wgpu::Buffer {
         // A binding may not be empty.
         let padded;
         let bytes = if bytes.is_empty() {
@@ -295,42 +433,79 @@ impl FlashAttention {
             })
     }
 
-    /// Submits `encoder` with a copy of `source` to a mappable buffer, waits, and reads it.
-    fn read_back(
-        &self,
-        mut encoder: wgpu::CommandEncoder,
-        source: &wgpu::Buffer,
-        len: usize,
-    ) -> Result<Vec<f32>, GpuError> {
-        let size = (len * 4) as u64;
-        let staging = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("read back"),
-            size,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        encoder.copy_buffer_to_buffer(source, 0, &staging, 0, size);
-        self.ctx.queue.submit([encoder.finish()]);
-        let slice = staging.slice(..);
-        let (tx, rx) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        self.ctx
-            .device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| GpuError::Failed(e.to_string()))?;
-        rx.recv()
-            .map_err(|e| GpuError::Failed(e.to_string()))?
-            .map_err(|e| GpuError::Failed(e.to_string()))?;
-        let view = slice
-            .get_mapped_range()
-            .map_err(|e| GpuError::Failed(e.to_string()))?;
-        let data = bytemuck::cast_slice(&view).to_vec();
-        drop(view);
-        staging.unmap();
-        Ok(data)
+    /// The output, poisoned with NaN.
+    fn output(&self, len: usize) -> wgpu::Buffer {
+        self.buffer(
+            "out",
+            bytemuck::cast_slice(&vec![f32::NAN; len]),
+            wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        )
     }
+
+    /// A working buffer of `bytes`, if the adapter can bind that much.
+    fn scratch(&self, label: &'static str, bytes: u64) -> Result<wgpu::Buffer, GpuError> {
+        let limit = self.ctx.largest_binding();
+        if bytes > limit {
+            return Err(GpuError::Shape(
+                label,
+                format!(
+                    "{:.1} MiB; the GPU binds at most {:.1} MiB",
+                    mib(bytes),
+                    mib(limit)
+                ),
+            ));
+        }
+        Ok(self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes.max(4),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        }))
+    }
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+fn params(shape: &AttnShape, n_splits: usize, n_sel: usize) -> Params {
+    Params {
+        n_q: shape.n_q as u32,
+        n_head: shape.n_head as u32,
+        n_kv_head: shape.n_kv_head as u32,
+        head_dim: shape.head_dim as u32,
+        block_size: shape.block_size as u32,
+        start: shape.start as u32,
+        kv_base: 0,
+        n_splits: n_splits as u32,
+        scale: 1.0 / (shape.head_dim as f32).sqrt(),
+        n_sel: n_sel as u32,
+        pad: [0; 2],
+    }
+}
+
+/// Binding 0 the parameters, 1 to 4 read-only inputs, 5 to 7 written (see `paged_kv.wgsl`).
+fn bind_group_layout(device: &wgpu::Device) -> wgpu::BindGroupLayout {
+    let entries: Vec<wgpu::BindGroupLayoutEntry> = (0..8)
+        .map(|binding| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: match binding {
+                    0 => wgpu::BufferBindingType::Uniform,
+                    1..=4 => wgpu::BufferBindingType::Storage { read_only: true },
+                    _ => wgpu::BufferBindingType::Storage { read_only: false },
+                },
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        })
+        .collect();
+    device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: Some("attention"),
+        entries: &entries,
+    })
 }
 
 /// The shapes the kernels can take, checked before anything goes to the GPU.

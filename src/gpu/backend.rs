@@ -1,13 +1,14 @@
 //! The engine's attention on the GPU: an `AttentionBackend` that keeps a copy of the KV cache
 //! in GPU buffers (one pair per layer, the same blocks as the engine's pool) and, per call,
 //! sends up only the blocks written since (the block of the tokens just appended, when
-//! decoding) and the queries, and brings back the outputs.
+//! decoding) and the queries, and brings back the outputs (and, for a recorded layer, the
+//! probabilities of the heads asked for).
 
 use std::sync::Mutex;
 
 use half::f16;
 
-use super::attention::{AttnShape, FlashAttention, GpuKv, Kernel};
+use super::attention::{AttentionKernels, AttnShape, GpuKv, Kernel};
 use super::{GpuContext, GpuError};
 use crate::llm::attention::{AttentionBackend, AttnInput, FusedCpuAttention, ProbRow};
 use crate::llm::kv::KvShape;
@@ -20,7 +21,7 @@ struct LayerCopy {
 }
 
 pub struct GpuAttention {
-    kernels: FlashAttention,
+    kernels: AttentionKernels,
     ctx: GpuContext,
     shape: KvShape,
     capacity: usize,
@@ -33,7 +34,7 @@ impl GpuAttention {
     /// Attention on `ctx` for a cache of `shape` and `capacity` blocks.
     pub fn new(ctx: &GpuContext, shape: KvShape, capacity: usize) -> Result<Self, GpuError> {
         let layer_bytes = layer_bytes(shape, capacity);
-        let limit = ctx.limits.max_storage_buffer_binding_size;
+        let limit = ctx.largest_binding();
         if layer_bytes > limit {
             return Err(GpuError::Shape(
                 "the KV cache",
@@ -41,7 +42,7 @@ impl GpuAttention {
             ));
         }
         Ok(GpuAttention {
-            kernels: FlashAttention::new(ctx)?,
+            kernels: AttentionKernels::new(ctx)?,
             ctx: ctx.clone(),
             shape,
             capacity,
@@ -75,7 +76,7 @@ impl GpuAttention {
         }
     }
 
-    fn attend_gpu(&self, input: &AttnInput<'_>, out: &mut [f32]) -> Result<(), GpuError> {
+    fn attend_gpu(&self, input: &AttnInput<'_>, out: &mut [f32]) -> Result<Vec<ProbRow>, GpuError> {
         let kv = &input.kv;
         let mut layers = self.layers.lock().unwrap_or_else(|e| e.into_inner());
         let copy = layers[kv.layer].get_or_insert_with(|| self.layer_copy());
@@ -117,8 +118,30 @@ impl GpuAttention {
             .kernels
             .run_on(&shape, &q, &on_gpu, Kernel::for_shape(&shape))?;
         out.copy_from_slice(&result);
-        Ok(())
+        if input.capture.is_empty() {
+            return Ok(Vec::new());
+        }
+        let probs = self
+            .kernels
+            .probabilities_on(&shape, &q, &on_gpu, input.capture)?;
+        Ok(prob_rows(&shape, input.capture, &probs))
     }
+}
+
+/// The rows of `probs` (`n_q x heads x n_keys`), each cut to the keys its query sees.
+fn prob_rows(shape: &AttnShape, heads: &[usize], probs: &[f32]) -> Vec<ProbRow> {
+    probs
+        .chunks_exact(shape.n_keys())
+        .enumerate()
+        .map(|(i, row)| {
+            let pos = shape.start + i / heads.len();
+            ProbRow {
+                head: heads[i % heads.len()],
+                pos,
+                probs: row[..=pos].to_vec(),
+            }
+        })
+        .collect()
 }
 
 impl AttentionBackend for GpuAttention {
@@ -131,11 +154,11 @@ impl AttentionBackend for GpuAttention {
     }
 
     fn attend(&self, input: &AttnInput<'_>, out: &mut [f32]) -> Vec<ProbRow> {
-        // A layer whose probabilities are recorded runs on the CPU, which records them (a GPU
-        // pass for them is still to come); its blocks go up at the next call that needs them.
-        if self.failure().is_none() && input.capture.is_empty() {
+        if self.failure().is_none() {
             match self.attend_gpu(input, out) {
-                Ok(()) => return Vec::new(),
+                Ok(rows) => return rows,
+                // Probabilities too many for the GPU to hold at once: this call on the CPU.
+                Err(GpuError::Shape("scores", _)) => {}
                 Err(e) => {
                     *self.failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string())
                 }

@@ -3,6 +3,7 @@
 
 pub mod attention;
 pub mod backend;
+pub mod prepared;
 
 use std::sync::Arc;
 
@@ -86,6 +87,13 @@ impl GpuContext {
             "{} ({:?}, {:?})",
             self.info.name, self.info.backend, self.info.device_type
         )
+    }
+
+    /// The most bytes one buffer binding may hold on this adapter.
+    pub fn largest_binding(&self) -> u64 {
+        self.limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size)
     }
 
     /// Whether the adapter is a software one (the CPU drawing).

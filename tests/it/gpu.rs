@@ -2,40 +2,57 @@
 //! held against an f64 reference on fresh random inputs each run (the seed is printed on
 //! failure): MHA, GQA 3:1 (SmolLM2), GQA 7:1 (Qwen2.5), MQA; head dims 64 and 128; from one key
 //! to 2,048, with lengths that are not multiples of the tile, range or block size; prompts from
-//! scratch and after a cached prefix, and single-token decoding; every case through both
-//! kernels.
+//! scratch and after a cached prefix, and single-token decoding; every case through the flash
+//! kernels at every tile size the adapter holds, and through the naive three-pass kernel.
 
-use glassbox::gpu::attention::{AttnShape, FlashAttention, Kernel, PagedKv, SHADER};
+use glassbox::gpu::attention::{
+    AttentionKernels, AttnShape, FLASH, Kernel, NAIVE, PRELUDE, PagedKv, TILES, flash_source,
+    naive_source, tile_for,
+};
 use glassbox::gpu::{AdapterChoice, GpuContext};
 use glassbox::rng::Rng;
 use half::f16;
 
+fn validate(name: &str, source: &str) {
+    let module = naga::front::wgsl::parse_str(source)
+        .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
+    // unpack2x16float needs half-float conversion in f32 code, which every adapter wgpu runs
+    // on grants.
+    naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32,
+    )
+    .validate(&module)
+    .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
+}
+
+/// Every kernel file after the shared prelude, and the sources as compiled, at every tile.
 #[test]
 fn every_shader_is_valid_wgsl() {
-    let mut checked = 0;
+    let read = |name: &str| std::fs::read_to_string(format!("shaders/{name}")).unwrap();
+    let prelude = read("paged_kv.wgsl");
+    assert_eq!(
+        prelude, PRELUDE,
+        "the prelude compiled in is the checked one"
+    );
+    let mut kernels = Vec::new();
     for entry in std::fs::read_dir("shaders").unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_none_or(|e| e != "wgsl") {
-            continue;
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if name.ends_with(".wgsl") && name != "paged_kv.wgsl" {
+            validate(&name, &format!("{prelude}\n{}", read(&name)));
+            kernels.push(read(&name));
         }
-        let source = std::fs::read_to_string(&path).unwrap();
-        let module = naga::front::wgsl::parse_str(&source)
-            .unwrap_or_else(|e| panic!("{}: {}", path.display(), e.emit_to_string(&source)));
-        // unpack2x16float needs half-float conversion in f32 code, which every adapter wgpu
-        // runs on grants.
-        naga::valid::Validator::new(
-            naga::valid::ValidationFlags::all(),
-            naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32,
-        )
-        .validate(&module)
-        .unwrap_or_else(|e| panic!("{}: {}", path.display(), e.emit_to_string(&source)));
-        checked += 1;
     }
-    assert!(checked >= 1, "no WGSL found under shaders/");
     assert!(
-        SHADER.contains("fn prefill"),
+        kernels.contains(&FLASH.to_owned()) && kernels.contains(&NAIVE.to_owned()),
         "the kernels compiled in are the checked ones"
     );
+    validate("naive", &naive_source());
+    for tile in TILES {
+        let source = flash_source(tile);
+        validate(&format!("flash, tile {tile}"), &source);
+        assert!(source.contains(&format!("const TILE: u32 = {tile}u;")));
+    }
 }
 
 /// One attention call's inputs: a pool of blocks larger than the sequence needs (the extra
@@ -107,38 +124,59 @@ impl Case {
         ((block * s.n_kv_head + kvh) * s.block_size + pos % s.block_size) * s.head_dim
     }
 
+    /// Softmax weights in f64 of query `row`, `head`, over the keys it sees.
+    fn weights(&self, row: usize, head: usize) -> Vec<f64> {
+        let s = &self.shape;
+        let hd = s.head_dim;
+        let kvh = head / (s.n_head / s.n_kv_head);
+        let scale = 1.0 / (hd as f64).sqrt();
+        let q = &self.q[(row * s.n_head + head) * hd..][..hd];
+        let scores: Vec<f64> = (0..s.start + row + 1)
+            .map(|j| {
+                let k = &self.k[self.offset(j, kvh)..][..hd];
+                q.iter()
+                    .zip(k)
+                    .map(|(&a, b)| a as f64 * b.to_f64())
+                    .sum::<f64>()
+                    * scale
+            })
+            .collect();
+        let max = scores.iter().cloned().fold(f64::MIN, f64::max);
+        let weights: Vec<f64> = scores.iter().map(|x| (x - max).exp()).collect();
+        let total: f64 = weights.iter().sum();
+        weights.iter().map(|w| w / total).collect()
+    }
+
     /// Softmax attention in f64 from the same f16 keys and values.
     fn reference(&self) -> Vec<f64> {
         let s = &self.shape;
-        let (hd, group) = (s.head_dim, s.n_head / s.n_kv_head);
-        let scale = 1.0 / (hd as f64).sqrt();
+        let hd = s.head_dim;
         let mut out = Vec::with_capacity(s.n_q * s.n_head * hd);
         for row in 0..s.n_q {
             for head in 0..s.n_head {
-                let kvh = head / group;
-                let q = &self.q[(row * s.n_head + head) * hd..][..hd];
-                let n_keys = s.start + row + 1;
-                let scores: Vec<f64> = (0..n_keys)
-                    .map(|j| {
-                        let k = &self.k[self.offset(j, kvh)..][..hd];
-                        q.iter()
-                            .zip(k)
-                            .map(|(&a, b)| a as f64 * b.to_f64())
-                            .sum::<f64>()
-                            * scale
-                    })
-                    .collect();
-                let max = scores.iter().cloned().fold(f64::MIN, f64::max);
-                let weights: Vec<f64> = scores.iter().map(|x| (x - max).exp()).collect();
-                let total: f64 = weights.iter().sum();
+                let kvh = head / (s.n_head / s.n_kv_head);
                 let mut o = vec![0f64; hd];
-                for (j, w) in weights.iter().enumerate() {
+                for (j, w) in self.weights(row, head).iter().enumerate() {
                     let v = &self.v[self.offset(j, kvh)..][..hd];
                     for (o, x) in o.iter_mut().zip(v) {
-                        *o += w / total * x.to_f64();
+                        *o += w * x.to_f64();
                     }
                 }
                 out.extend(o);
+            }
+        }
+        out
+    }
+
+    /// `n_q x heads x (start + n_q)` probabilities, 0 for keys a row does not see.
+    fn reference_probabilities(&self, heads: &[usize]) -> Vec<f64> {
+        let n_keys = self.shape.start + self.shape.n_q;
+        let mut out = Vec::new();
+        for row in 0..self.shape.n_q {
+            for &head in heads {
+                let mut w = self.weights(row, head);
+                w.resize(n_keys, 0.0);
+                out.extend(w);
             }
         }
         out
@@ -163,19 +201,35 @@ fn relative_error(got: &[f32], want: &[f64]) -> f64 {
     (diff / norm).sqrt()
 }
 
-fn kernels() -> FlashAttention {
-    let ctx = GpuContext::new(AdapterChoice::AllowSoftware)
-        .expect("a wgpu adapter (scripts/test installs Mesa's lavapipe)");
-    FlashAttention::new(&ctx).expect("the kernels build")
+fn context() -> GpuContext {
+    GpuContext::new(AdapterChoice::AllowSoftware)
+        .expect("a wgpu adapter (scripts/test installs Mesa's lavapipe)")
 }
 
-#[test]
-fn flash_kernels_match_an_f64_reference() {
-    let kernels = kernels();
-    let seed = std::time::SystemTime::now()
+fn kernels() -> AttentionKernels {
+    AttentionKernels::new(&context()).expect("the kernels build")
+}
+
+fn fresh_seed() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_nanos() as u64;
+        .as_nanos() as u64
+}
+
+/// Every tile size up to the adapter's own: the sizes other adapters get are tested here too.
+#[test]
+fn kernels_match_an_f64_reference() {
+    let ctx = context();
+    let tiles: Vec<usize> = TILES
+        .into_iter()
+        .filter(|&t| t <= tile_for(&ctx.limits))
+        .collect();
+    let all: Vec<AttentionKernels> = tiles
+        .iter()
+        .map(|&t| AttentionKernels::with_tile(&ctx, t).unwrap())
+        .collect();
+    let seed = fresh_seed();
     let mut rng = Rng::new(seed);
     let heads = [(4, 4), (9, 3), (14, 2), (8, 1)];
     // (start, n_q): decoding after 0..2,047 cached keys, prompts from scratch and after a prefix.
@@ -199,12 +253,17 @@ fn flash_kernels_match_an_f64_reference() {
                 let case = Case::new(&mut rng, h, head_dim, start, n_q);
                 let want = case.reference();
                 let kv = case.kv();
-                for kernel in [Kernel::Prefill, Kernel::Decode] {
+                let runs = all
+                    .iter()
+                    .map(|k| (k, Kernel::Prefill))
+                    .chain([(&all[0], Kernel::Decode), (&all[0], Kernel::Naive)]);
+                for (kernels, kernel) in runs {
                     let got = kernels.run(&case.shape, &case.q, &kv, kernel).unwrap();
                     let err = relative_error(&got, &want);
                     assert!(
                         err < 1e-4,
-                        "{kernel:?} {:?}: relative error {err:e} (seed {seed}, heads case {i})",
+                        "{kernel:?} (tile {}) {:?}: relative error {err:e} (seed {seed}, heads case {i})",
+                        kernels.tile(),
                         case.shape
                     );
                     worst = worst.max(err);
@@ -212,7 +271,38 @@ fn flash_kernels_match_an_f64_reference() {
             }
         }
     }
-    eprintln!("worst relative error {worst:e}");
+    eprintln!("tiles {tiles:?}: worst relative error {worst:e}");
+}
+
+/// The pass that records probabilities for the attention panel, for some heads only.
+#[test]
+fn probabilities_of_chosen_heads_match_an_f64_reference() {
+    let kernels = kernels();
+    let seed = fresh_seed();
+    let mut rng = Rng::new(seed);
+    for (start, n_q, heads) in [
+        (0, 40, vec![0, 4, 8]),
+        (100, 1, vec![7]),
+        (30, 9, vec![2, 3]),
+    ] {
+        let case = Case::new(&mut rng, (9, 3), 64, start, n_q);
+        let got = kernels
+            .probabilities(&case.shape, &case.q, &case.kv(), &heads)
+            .unwrap();
+        let want = case.reference_probabilities(&heads);
+        assert_eq!(got.len(), want.len());
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(&g, w)| (g as f64 - w).abs())
+            .fold(0f64, f64::max);
+        assert!(worst < 1e-5, "largest difference {worst:e} (seed {seed})");
+    }
+    let case = Case::new(&mut rng, (9, 3), 64, 0, 4);
+    let err = kernels
+        .probabilities(&case.shape, &case.q, &case.kv(), &[9])
+        .unwrap_err();
+    assert!(err.to_string().contains("head 9 of 9"), "{err}");
 }
 
 /// A whole 2,048-token prompt at once: every query row its own causal length.
@@ -258,4 +348,66 @@ fn shapes_the_kernels_cannot_take_are_errors() {
 #[test]
 fn the_model_on_gpu_attention_agrees_with_the_cpu() {
     crate::llm::agrees_with_reference_attention(glassbox::llm::AttentionKind::Gpu);
+}
+
+/// The naive kernel's score matrix grows with the square of the sequence; where it outgrows
+/// what the adapter binds, it says so, and the flash kernel still runs.
+#[test]
+fn the_naive_kernel_needs_quadratic_memory_and_says_when_it_runs_out() {
+    let ctx = context();
+    let kernels = AttentionKernels::new(&ctx).unwrap();
+    let mut rng = Rng::new(7);
+    let case = Case::new(&mut rng, (9, 3), 64, 0, 2048);
+    let need = (9 * 2048 * 2048 * 4) as u64;
+    let limit = ctx.largest_binding();
+    let naive = kernels.run(&case.shape, &case.q, &case.kv(), Kernel::Naive);
+    if need > limit {
+        let err = naive.unwrap_err().to_string();
+        assert!(err.contains("scores") && err.contains("MiB"), "{err}");
+    } else {
+        assert!(relative_error(&naive.unwrap(), &case.reference()) < 1e-4);
+    }
+    let flash = kernels
+        .run(&case.shape, &case.q, &case.kv(), Kernel::Prefill)
+        .unwrap();
+    assert_eq!(flash.len(), 2048 * 9 * 64);
+}
+
+/// The attention panel's probabilities computed on the GPU: the first layer's rows (whose
+/// inputs are the same on both backends) agree with the CPU's, and the GPU stayed in use.
+#[test]
+fn recorded_attention_on_the_gpu_agrees_with_the_cpu() {
+    use glassbox::llm::{AttentionKind, AttnRecord, CaptureSpec};
+    let prompt = crate::llm::ids(&crate::llm::reference()["greedy"][1]["prompt_ids"]);
+    let capture = CaptureSpec {
+        layers: vec![0],
+        heads: (0..9).collect(),
+    };
+    let mut gpu = crate::llm::engine(AttentionKind::Gpu);
+    let mut on_gpu = gpu.attention_of(&prompt, &capture).unwrap();
+    assert_eq!(gpu.attention_name(), "gpu", "{:?}", gpu.attention_notice());
+    let mut on_cpu = crate::llm::engine(AttentionKind::CpuFused)
+        .attention_of(&prompt, &capture)
+        .unwrap();
+    assert_eq!(on_gpu.len(), 9 * prompt.len());
+    let key = |r: &AttnRecord| (r.layer, r.row.head, r.row.pos);
+    on_gpu.sort_by_key(key);
+    on_cpu.sort_by_key(key);
+    for (a, b) in on_gpu.iter().zip(&on_cpu) {
+        assert_eq!(key(a), key(b));
+        assert_eq!(a.row.probs.len(), a.row.pos + 1);
+        let worst = a
+            .row
+            .probs
+            .iter()
+            .zip(&b.row.probs)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            worst < 1e-3,
+            "head {} pos {}: {worst}",
+            a.row.head,
+            a.row.pos
+        );
+    }
 }
