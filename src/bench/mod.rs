@@ -1,5 +1,6 @@
 //! Benchmarks and evaluations behind `glassbox bench` (results in BENCHMARKS.md).
 
+pub mod attention;
 pub mod corpus;
 pub mod llm;
 pub mod space;

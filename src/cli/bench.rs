@@ -67,6 +67,24 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Attention kernels on the GPU (a software adapter such as lavapipe when there is no
+    /// other): our flash kernels against a naive three-pass kernel, prefill and decode, with the
+    /// memory each needs, and the round trip one layer pays per token.
+    Attention {
+        /// Sequence lengths, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = [512, 2048, 8192])]
+        seq: Vec<usize>,
+        #[arg(long, default_value_t = 9)]
+        heads: usize,
+        #[arg(long, default_value_t = 3)]
+        kv_heads: usize,
+        #[arg(long, default_value_t = 64)]
+        head_dim: usize,
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// UI frame times of the real window (run it under a display, e.g. xvfb-run) while it
     /// indexes a generated corpus (with the global --embedder) and then answers a question (with
     /// the global --llm).
@@ -118,6 +136,51 @@ fn print_frames(report: &FrameReport) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+fn print_attention(r: &bench::attention::AttentionBench) {
+    println!(
+        "{} ({}), prefill tile {} keys; {} heads over {} KV heads of {} dims",
+        r.adapter,
+        if r.software { "software" } else { "hardware" },
+        r.tile,
+        r.n_head,
+        r.n_kv_head,
+        r.head_dim
+    );
+    println!(
+        "round trip of one small call (dispatch, wait, read back): {:.0} us; with its buffers made anew, as the engine calls it: {:.0} us",
+        r.round_trip_us, r.call_us
+    );
+    println!(
+        "| mode | seq | flash ms | naive ms | naive / flash | flash memory MiB | naive memory MiB | naive scores MiB | naive vs flash |\n|---|---|---|---|---|---|---|---|---|"
+    );
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    let ms = |t: &bench::attention::KernelTiming| match (t.ms, &t.error) {
+        (Some(ms), _) => format!("{ms:.2}"),
+        (None, Some(e)) => format!("does not run: {e}"),
+        (None, None) => "-".into(),
+    };
+    for c in &r.cases {
+        let ratio = match (c.flash.ms, c.naive.ms) {
+            (Some(f), Some(n)) => format!("{:.2}x", n / f),
+            _ => "-".into(),
+        };
+        let agreement = c
+            .naive
+            .relative_difference
+            .map_or("-".into(), |d| format!("{d:.1e}"));
+        println!(
+            "| {} | {} | {} | {} | {ratio} | {:.2} | {:.2} | {:.1} | {agreement} |",
+            c.mode,
+            c.seq,
+            ms(&c.flash),
+            ms(&c.naive),
+            mib(c.flash.total_bytes),
+            mib(c.naive.total_bytes),
+            mib(c.naive.scratch_bytes),
+        );
+    }
 }
 
 fn work_dir(given: Option<PathBuf>) -> anyhow::Result<(PathBuf, Option<tempfile::TempDir>)> {
@@ -179,6 +242,30 @@ pub async fn run(
                     "weights read       {:.1} GB/s while decoding; a plain read loop: {:.1} GB/s",
                     r.decode_weight_read_gb_per_s, r.memory_read_gb_per_s
                 );
+            }
+        }
+        BenchCommand::Attention {
+            seq,
+            heads,
+            kv_heads,
+            head_dim,
+            reps,
+            json,
+        } => {
+            let ctx = glassbox::gpu::GpuContext::new(glassbox::gpu::AdapterChoice::AllowSoftware)?;
+            let opts = bench::attention::AttentionBenchOptions {
+                seqs: seq,
+                n_head: heads,
+                n_kv_head: kv_heads,
+                head_dim,
+                reps,
+                ..Default::default()
+            };
+            let r = bench::attention::attention(&ctx, &opts)?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                print_attention(&r);
             }
         }
         BenchCommand::Vectors { work_dir, queries } => {

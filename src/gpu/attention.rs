@@ -123,6 +123,29 @@ impl Kernel {
             Kernel::Prefill
         }
     }
+
+    /// Floats the kernel works in besides its inputs and output, in its two working bindings:
+    /// the decode kernel's partial outputs and their (m, l) per key range; the naive kernel's
+    /// score matrix, which grows with the square of the sequence.
+    pub fn scratch_floats(self, shape: &AttnShape) -> [usize; 2] {
+        match self {
+            Kernel::Prefill => [0, 0],
+            Kernel::Decode => {
+                let n = shape.n_keys().div_ceil(SPLIT);
+                [n * shape.rows() * shape.head_dim, n * shape.rows() * 2]
+            }
+            Kernel::Naive => [score_len(shape, shape.n_head), 0],
+        }
+    }
+
+    pub fn scratch_bytes(self, shape: &AttnShape) -> u64 {
+        (self.scratch_floats(shape).iter().sum::<usize>() * 4) as u64
+    }
+}
+
+/// Floats of the naive kernel's score matrix for `n_sel` heads.
+fn score_len(shape: &AttnShape, n_sel: usize) -> usize {
+    shape.n_q * n_sel * shape.n_keys()
 }
 
 /// The compiled kernels.
@@ -289,11 +312,7 @@ impl AttentionKernels {
         };
         let rows = shape.rows();
         let out_len = rows * shape.head_dim;
-        // The decode kernel's partial outputs and their (m, l), per key range.
-        let (partial_o, partial_ml) = match kernel {
-            Kernel::Decode => (n_splits * out_len, n_splits * rows * 2),
-            _ => (1, 2),
-        };
+        let [partial_o, partial_ml] = kernel.scratch_floats(shape);
         let partial_o = self.scratch("partial_o", (partial_o * 4) as u64)?;
         let partial_ml = self.scratch("partial_ml", (partial_ml * 4) as u64)?;
         let out = self.output(out_len);
@@ -308,7 +327,6 @@ impl AttentionKernels {
                 vec![Step::new(&self.prefill, [x, shape.n_kv_head, 1])]
             }
         };
-        let scratch_bytes = partial_o.size() + partial_ml.size();
         self.assemble(
             params(shape, n_splits, 0),
             q,
@@ -316,7 +334,6 @@ impl AttentionKernels {
             [out, partial_o, partial_ml],
             steps,
             (0, out_len),
-            scratch_bytes,
         )
     }
 
@@ -332,7 +349,7 @@ impl AttentionKernels {
     ) -> Result<Prepared, GpuError> {
         check(shape, q, kv.table)?;
         let pairs = shape.n_q * heads.len();
-        let score_len = pairs * shape.n_keys();
+        let score_len = score_len(shape, heads.len());
         let scores = self.scratch("scores", (score_len * 4) as u64)?;
         let heads_words: Vec<u32> = heads.iter().map(|&h| h as u32).collect();
         let heads_buffer = self.buffer(
@@ -357,7 +374,6 @@ impl AttentionKernels {
         } else {
             (1, score_len)
         };
-        let scratch_bytes = scores.size();
         self.assemble(
             params(shape, 1, heads.len()),
             q,
@@ -365,13 +381,11 @@ impl AttentionKernels {
             [out, scores, heads_buffer],
             steps,
             result,
-            scratch_bytes,
         )
     }
 
     /// Binds `params`, the queries, the cache and `[out, binding 6, binding 7]`; the result is
     /// `len` floats of the first (0) or second (1) of those.
-    #[allow(clippy::too_many_arguments)]
     fn assemble(
         &self,
         params: Params,
@@ -380,7 +394,6 @@ impl AttentionKernels {
         own: [wgpu::Buffer; 3],
         steps: Vec<Step>,
         (result, len): (usize, usize),
-        scratch_bytes: u64,
     ) -> Result<Prepared, GpuError> {
         let device = &self.ctx.device;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -408,7 +421,7 @@ impl AttentionKernels {
             entries: &entries,
         });
         let result = if result == 0 { out } else { six };
-        let prepared = Prepared::new(self.ctx.clone(), bind, steps, result, len, scratch_bytes);
+        let prepared = Prepared::new(self.ctx.clone(), bind, steps, result, len);
         match pollster::block_on(scope.pop()) {
             Some(e) => Err(GpuError::Failed(e.to_string())),
             None => Ok(prepared),

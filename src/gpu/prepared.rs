@@ -25,7 +25,6 @@ pub struct Prepared {
     steps: Vec<Step>,
     result: wgpu::Buffer,
     result_len: usize,
-    scratch_bytes: u64,
 }
 
 impl Prepared {
@@ -35,7 +34,6 @@ impl Prepared {
         steps: Vec<Step>,
         result: wgpu::Buffer,
         result_len: usize,
-        scratch_bytes: u64,
     ) -> Prepared {
         Prepared {
             ctx,
@@ -43,14 +41,7 @@ impl Prepared {
             steps,
             result,
             result_len,
-            scratch_bytes,
         }
-    }
-
-    /// Bytes the kernel works in besides its inputs and output (the decode kernel's partial
-    /// results, the naive kernel's score matrix).
-    pub fn scratch_bytes(&self) -> u64 {
-        self.scratch_bytes
     }
 
     /// Dispatches, one submit, and the result read back.

@@ -411,3 +411,30 @@ fn recorded_attention_on_the_gpu_agrees_with_the_cpu() {
         );
     }
 }
+
+/// `glassbox bench attention` on a small sequence: both kernels run and agree, and the memory
+/// it reports is the naive kernel's score matrix against none for the flash prefill.
+#[test]
+fn the_attention_benchmark_compares_flash_with_naive() {
+    use glassbox::bench::attention::{AttentionBenchOptions, attention};
+    let opts = AttentionBenchOptions {
+        seqs: vec![100],
+        reps: 1,
+        ..Default::default()
+    };
+    let report = attention(&context(), &opts).unwrap();
+    let modes: Vec<&str> = report.cases.iter().map(|c| c.mode).collect();
+    assert_eq!(modes, ["prefill", "decode"]);
+    for case in &report.cases {
+        assert!(
+            case.flash.ms.is_some() && case.naive.ms.is_some(),
+            "{case:?}"
+        );
+        assert!(case.naive.relative_difference.unwrap() < 1e-4, "{case:?}");
+    }
+    let prefill = &report.cases[0];
+    assert_eq!(prefill.naive.scratch_bytes, 100 * 9 * 100 * 4);
+    assert_eq!(prefill.flash.scratch_bytes, 0);
+    assert!(prefill.naive.total_bytes > prefill.flash.total_bytes);
+    assert!(report.round_trip_us > 0.0 && report.call_us > 0.0);
+}
