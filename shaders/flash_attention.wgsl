@@ -7,8 +7,9 @@
 // - `prefill`: one workgroup per 64 (query row, head) pairs of one KV head; each K/V tile is
 //   loaded once into workgroup memory for every query head that shares it.
 // - `decode`: for few query rows, the keys are split into ranges of SPLIT, one workgroup per
-//   (range, row, head), each writing its partial output with its (m, l), so that a single query
-//   still fills the GPU;
+//   (range, row, KV head), each reading the range's keys and values once for the query heads
+//   that share them and writing their partial outputs with their (m, l), so that a single
+//   query still fills the GPU;
 // - `merge`: combines the ranges with a log-sum-exp reduction.
 
 // Largest head dimension (128), in groups of four dimensions.
@@ -136,76 +137,109 @@ fn prefill(
     }
 }
 
-var<workgroup> scores: array<f32, SPLIT>;
-var<workgroup> scratch: array<f32, 64>;
+// Query heads per decode workgroup: the heads that share a KV head read each key and value once.
+const MAX_GROUP: u32 = 8u;
 
+var<workgroup> scores: array<f32, 2048>; // MAX_GROUP * SPLIT
+var<workgroup> scratch: array<f32, 512>; // MAX_GROUP * 64
+
+// Reduces `scratch[h * 64..][..64]` for the first `g` heads with max (is_max) or sum.
+fn reduce_heads(lid: u32, g: u32, is_max: bool) {
+    workgroupBarrier();
+    for (var stride = 32u; stride > 0u; stride /= 2u) {
+        if lid < stride {
+            for (var h = 0u; h < g; h++) {
+                let a = h * 64u + lid;
+                if is_max {
+                    scratch[a] = max(scratch[a], scratch[a + stride]);
+                } else {
+                    scratch[a] += scratch[a + stride];
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+}
+
+// One workgroup per (key range, query row, KV head, chunk of up to MAX_GROUP of its query heads).
 @compute @workgroup_size(64)
 fn decode(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let range = wg.x;
-    let row = wg.y / params.n_head;
-    let head = wg.y % params.n_head;
     let group = params.n_head / params.n_kv_head;
-    let kvh = head / group;
+    let chunks = (group + MAX_GROUP - 1u) / MAX_GROUP;
+    let range = wg.x;
+    let row = wg.y / (params.n_kv_head * chunks);
+    let kvh = (wg.y / chunks) % params.n_kv_head;
+    let chunk = wg.y % chunks;
+    let first_head = kvh * group + chunk * MAX_GROUP;
+    let g = min(MAX_GROUP, group - chunk * MAX_GROUP);
     let pairs = params.head_dim / 2u;
     let n_keys = params.start + row + 1u;
     let lo = min(range * SPLIT, n_keys);
     let hi = min(lo + SPLIT, n_keys);
-    let qb = q_index(row, head);
 
-    // Scores of this range, one key per invocation at a time.
-    var m_own = LOW;
+    // Scores of this range for the g heads, one key per invocation at a time.
+    var m_own: array<f32, MAX_GROUP>;
+    for (var h = 0u; h < g; h++) {
+        m_own[h] = LOW;
+    }
     for (var j = lo + lid; j < hi; j += 64u) {
-        var score = 0.0;
+        var acc: array<f32, MAX_GROUP>;
         for (var p = 0u; p < pairs; p++) {
             let kk = unpack2x16float(k[kv_word(j, kvh, p)]);
-            score += q[qb + 2u * p] * kk.x + q[qb + 2u * p + 1u] * kk.y;
+            for (var h = 0u; h < g; h++) {
+                let qb = q_index(row, first_head + h) + 2u * p;
+                acc[h] += q[qb] * kk.x + q[qb + 1u] * kk.y;
+            }
         }
-        let sj = score * params.scale;
-        scores[j - lo] = sj;
-        m_own = max(m_own, sj);
-    }
-    // The range's maximum, then its sum of exponentials.
-    scratch[lid] = m_own;
-    workgroupBarrier();
-    for (var stride = 32u; stride > 0u; stride /= 2u) {
-        if lid < stride {
-            scratch[lid] = max(scratch[lid], scratch[lid + stride]);
+        for (var h = 0u; h < g; h++) {
+            let sj = acc[h] * params.scale;
+            scores[h * SPLIT + j - lo] = sj;
+            m_own[h] = max(m_own[h], sj);
         }
-        workgroupBarrier();
     }
-    let m = scratch[0];
-    workgroupBarrier();
-    var l_own = 0.0;
-    for (var j = lo + lid; j < hi; j += 64u) {
-        let e = exp(scores[j - lo] - m);
-        scores[j - lo] = e;
-        l_own += e;
+    // Each head's maximum over the range, then its sum of exponentials.
+    for (var h = 0u; h < g; h++) {
+        scratch[h * 64u + lid] = m_own[h];
     }
-    scratch[lid] = l_own;
+    reduce_heads(lid, g, true);
+    var m: array<f32, MAX_GROUP>;
+    for (var h = 0u; h < g; h++) {
+        m[h] = scratch[h * 64u];
+    }
     workgroupBarrier();
-    for (var stride = 32u; stride > 0u; stride /= 2u) {
-        if lid < stride {
-            scratch[lid] += scratch[lid + stride];
+    for (var h = 0u; h < g; h++) {
+        var l_own = 0.0;
+        for (var j = lo + lid; j < hi; j += 64u) {
+            let e = exp(scores[h * SPLIT + j - lo] - m[h]);
+            scores[h * SPLIT + j - lo] = e;
+            l_own += e;
         }
-        workgroupBarrier();
+        scratch[h * 64u + lid] = l_own;
     }
-    let l = scratch[0];
+    reduce_heads(lid, g, false);
 
-    // Each invocation sums the weighted values of its pairs of dimensions.
-    let slot = (range * params.n_q + row) * params.n_head + head;
+    // Each invocation sums the weighted values of its pair of dimensions for all g heads,
+    // reading each value once.
     for (var p = lid; p < pairs; p += 64u) {
-        var acc = vec2<f32>(0.0);
+        var acc: array<vec2<f32>, MAX_GROUP>;
         for (var j = lo; j < hi; j++) {
-            acc += scores[j - lo] * unpack2x16float(v[kv_word(j, kvh, p)]);
+            let vv = unpack2x16float(v[kv_word(j, kvh, p)]);
+            for (var h = 0u; h < g; h++) {
+                acc[h] += scores[h * SPLIT + j - lo] * vv;
+            }
         }
-        partial_o[slot * params.head_dim + 2u * p] = acc.x;
-        partial_o[slot * params.head_dim + 2u * p + 1u] = acc.y;
+        for (var h = 0u; h < g; h++) {
+            let slot = (range * params.n_q + row) * params.n_head + first_head + h;
+            partial_o[slot * params.head_dim + 2u * p] = acc[h].x;
+            partial_o[slot * params.head_dim + 2u * p + 1u] = acc[h].y;
+        }
     }
-    if lid == 0u {
-        partial_ml[slot] = vec2<f32>(m, l);
+    if lid < g {
+        let slot = (range * params.n_q + row) * params.n_head + first_head + lid;
+        partial_ml[slot] = vec2<f32>(m[lid], scratch[lid * 64u]);
     }
 }
 

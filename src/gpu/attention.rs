@@ -143,6 +143,15 @@ impl Kernel {
     }
 }
 
+/// Query heads per decode workgroup (`MAX_GROUP` in the shader).
+const MAX_GROUP: usize = 8;
+
+/// Decode workgroups per key range: one per query row, KV head and chunk of its query heads.
+fn decode_groups(shape: &AttnShape) -> usize {
+    let group = shape.n_head / shape.n_kv_head;
+    shape.n_q * shape.n_kv_head * group.div_ceil(MAX_GROUP)
+}
+
 /// Floats of the naive kernel's score matrix for `n_sel` heads.
 fn score_len(shape: &AttnShape, n_sel: usize) -> usize {
     shape.n_q * n_sel * shape.n_keys()
@@ -318,7 +327,7 @@ impl AttentionKernels {
         let out = self.output(out_len);
         let steps = match kernel {
             Kernel::Decode => vec![
-                Step::new(&self.decode, [n_splits, rows, 1]),
+                Step::new(&self.decode, [n_splits, decode_groups(shape), 1]),
                 Step::new(&self.merge, [rows, 1, 1]),
             ],
             _ => {
