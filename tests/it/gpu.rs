@@ -1,9 +1,10 @@
 //! Our WGSL attention kernels on a real wgpu device (Mesa's lavapipe where there is no GPU),
 //! held against an f64 reference on fresh random inputs each run (the seed is printed on
-//! failure): MHA, GQA 3:1 (SmolLM2), GQA 7:1 (Qwen2.5), MQA over 12 heads (more than one decode workgroup's 8); head dims 64 and 128; from one key
-//! to 2,048, with lengths that are not multiples of the tile, range or block size; prompts from
-//! scratch and after a cached prefix, and single-token decoding; every case through the flash
-//! kernels at every tile size the adapter holds, and through the naive three-pass kernel.
+//! failure): MHA, GQA 3:1 (SmolLM2), GQA 7:1 (Qwen2.5), MQA over 12 heads (more than the 8 of
+//! one decode workgroup); head dims 64 and 128; from one key to 2,048, with lengths that are
+//! not multiples of the tile, range or block size; prompts from scratch and after a cached
+//! prefix, and single-token decoding; every case through the flash kernels at every tile size
+//! the adapter holds, and through the naive three-pass kernel.
 
 use glassbox::gpu::attention::{
     AttentionKernels, AttnShape, FLASH, Kernel, NAIVE, PRELUDE, PagedKv, TILES, flash_source,
