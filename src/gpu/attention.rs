@@ -276,13 +276,24 @@ impl AttentionKernels {
         kv: &GpuKv<'_>,
         heads: &[usize],
     ) -> Result<Vec<f32>, GpuError> {
+        self.prepare_probabilities(shape, q, kv, heads)?.run()
+    }
+
+    /// `probabilities_on`, ready to run.
+    pub fn prepare_probabilities(
+        &self,
+        shape: &AttnShape,
+        q: &[f32],
+        kv: &GpuKv<'_>,
+        heads: &[usize],
+    ) -> Result<Prepared, GpuError> {
         if let Some(&h) = heads.iter().find(|&&h| h >= shape.n_head) {
             return Err(GpuError::Shape(
                 "the heads to record",
                 format!("head {h} of {}", shape.n_head),
             ));
         }
-        self.prepare_naive(shape, q, kv, heads, false)?.run()
+        self.prepare_naive(shape, q, kv, heads, false)
     }
 
     fn with_uploaded<T>(

@@ -2,13 +2,15 @@
 //! in GPU buffers (one pair per layer, the same blocks as the engine's pool) and, per call,
 //! sends up only the blocks written since (the block of the tokens just appended, when
 //! decoding) and the queries, and brings back the outputs (and, for a recorded layer, the
-//! probabilities of the heads asked for).
+//! probabilities of the heads asked for): one submit and one read back per layer of a step,
+//! for all its sequences together.
 
 use std::sync::Mutex;
 
 use half::f16;
 
 use super::attention::{AttentionKernels, AttnShape, GpuKv, Kernel};
+use super::prepared::run_all;
 use super::{GpuContext, GpuError};
 use crate::llm::attention::{AttentionBackend, AttnInput, FusedCpuAttention, ProbRow};
 use crate::llm::kv::KvShape;
@@ -76,13 +78,21 @@ impl GpuAttention {
         }
     }
 
-    fn attend_gpu(&self, input: &AttnInput<'_>, out: &mut [f32]) -> Result<Vec<ProbRow>, GpuError> {
-        let kv = &input.kv;
+    /// Sends the blocks of `inputs`' sequences written since they were last sent, then runs
+    /// every sequence's attention (and the probabilities asked for) in one submit.
+    fn attend_gpu(
+        &self,
+        inputs: &[AttnInput<'_>],
+        out: &mut [f32],
+    ) -> Result<Vec<Vec<ProbRow>>, GpuError> {
+        let Some(first) = inputs.first() else {
+            return Ok(Vec::new());
+        };
+        let kv = &first.kv;
         let mut layers = self.layers.lock().unwrap_or_else(|e| e.into_inner());
         let copy = layers[kv.layer].get_or_insert_with(|| self.layer_copy());
-        // Send the blocks written since they were last sent.
         let block_len = kv.shape.block_len();
-        for &block in input.table {
+        for &block in inputs.iter().flat_map(|i| i.table) {
             let b = block as usize;
             if copy.synced[b] == kv.versions[b] {
                 continue;
@@ -99,32 +109,48 @@ impl GpuAttention {
                 .write_buffer(&copy.v, offset, bytemuck::cast_slice(&kv.v[range]));
             copy.synced[b] = kv.versions[b];
         }
-        let shape = AttnShape {
-            n_q: input.n_q(),
-            n_head: input.n_head,
-            n_kv_head: kv.shape.n_kv_head,
-            head_dim: kv.shape.head_dim,
-            block_size: kv.shape.block_size,
-            start: input.start,
-        };
-        // The queries in the cache's precision, as the CPU backends multiply them.
-        let q: Vec<f32> = input.q.iter().map(|&x| f16::from_f32(x).to_f32()).collect();
-        let on_gpu = GpuKv {
-            k: &copy.k,
-            v: &copy.v,
-            table: input.table,
-        };
-        let result = self
-            .kernels
-            .run_on(&shape, &q, &on_gpu, Kernel::for_shape(&shape))?;
-        out.copy_from_slice(&result);
-        if input.capture.is_empty() {
-            return Ok(Vec::new());
+        let mut calls = Vec::new();
+        let mut shapes = Vec::new();
+        for input in inputs {
+            let shape = AttnShape {
+                n_q: input.n_q(),
+                n_head: input.n_head,
+                n_kv_head: kv.shape.n_kv_head,
+                head_dim: kv.shape.head_dim,
+                block_size: kv.shape.block_size,
+                start: input.start,
+            };
+            // The queries in the cache's precision, as the CPU backends multiply them.
+            let q: Vec<f32> = input.q.iter().map(|&x| f16::from_f32(x).to_f32()).collect();
+            let on_gpu = GpuKv {
+                k: &copy.k,
+                v: &copy.v,
+                table: input.table,
+            };
+            let kernel = Kernel::for_shape(&shape);
+            calls.push(self.kernels.prepare(&shape, &q, &on_gpu, kernel)?);
+            if !input.capture.is_empty() {
+                let probs =
+                    self.kernels
+                        .prepare_probabilities(&shape, &q, &on_gpu, input.capture)?;
+                calls.push(probs);
+            }
+            shapes.push(shape);
         }
-        let probs = self
-            .kernels
-            .probabilities_on(&shape, &q, &on_gpu, input.capture)?;
-        Ok(prob_rows(&shape, input.capture, &probs))
+        let mut results = run_all(&calls.iter().collect::<Vec<_>>())?.into_iter();
+        let mut rest = out;
+        let mut rows = Vec::with_capacity(inputs.len());
+        for (input, shape) in inputs.iter().zip(&shapes) {
+            let (mine, tail) = std::mem::take(&mut rest).split_at_mut(input.q.len());
+            rest = tail;
+            mine.copy_from_slice(&results.next().unwrap_or_default());
+            rows.push(if input.capture.is_empty() {
+                Vec::new()
+            } else {
+                prob_rows(shape, input.capture, &results.next().unwrap_or_default())
+            });
+        }
+        Ok(rows)
     }
 }
 
@@ -154,17 +180,22 @@ impl AttentionBackend for GpuAttention {
     }
 
     fn attend(&self, input: &AttnInput<'_>, out: &mut [f32]) -> Vec<ProbRow> {
+        let mut rows = self.attend_all(std::slice::from_ref(input), out);
+        rows.pop().unwrap_or_default()
+    }
+
+    fn attend_all(&self, inputs: &[AttnInput<'_>], out: &mut [f32]) -> Vec<Vec<ProbRow>> {
         if self.failure().is_none() {
-            match self.attend_gpu(input, out) {
+            match self.attend_gpu(inputs, out) {
                 Ok(rows) => return rows,
-                // Probabilities too many for the GPU to hold at once: this call on the CPU.
+                // Probabilities too many for the GPU to hold at once: this step on the CPU.
                 Err(GpuError::Shape("scores", _)) => {}
                 Err(e) => {
                     *self.failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string())
                 }
             }
         }
-        FusedCpuAttention.attend(input, out)
+        FusedCpuAttention.attend_all(inputs, out)
     }
 }
 

@@ -63,6 +63,20 @@ pub trait AttentionBackend: Send + Sync {
 
     /// Write `n_q x n_head x head_dim` outputs to `out`; return the captured probability rows.
     fn attend(&self, input: &AttnInput<'_>, out: &mut [f32]) -> Vec<ProbRow>;
+
+    /// One layer of every sequence of a step, their outputs back to back in `out`. A backend
+    /// that pays per call (the GPU's round trip) makes one call of them all.
+    fn attend_all(&self, inputs: &[AttnInput<'_>], out: &mut [f32]) -> Vec<Vec<ProbRow>> {
+        let mut rest = out;
+        inputs
+            .iter()
+            .map(|input| {
+                let (mine, tail) = std::mem::take(&mut rest).split_at_mut(input.q.len());
+                rest = tail;
+                self.attend(input, mine)
+            })
+            .collect()
+    }
 }
 
 /// Runs `f(row, head, out)` for every (query row, head) in parallel.

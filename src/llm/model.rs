@@ -229,23 +229,29 @@ impl Model {
             };
             let mut attn = vec![0f32; rows * c.q_dim()];
             let mut r = 0;
-            for (s, &start) in steps.iter().zip(&starts) {
-                let n = s.tokens.len();
-                let input = AttnInput {
-                    kv: cache.layer(li),
-                    table: cache.table(s.seq),
-                    q: &q[r * c.q_dim()..(r + n) * c.q_dim()],
-                    n_head: c.n_head,
-                    start,
-                    capture: heads,
-                };
-                let probs = backend.attend(&input, &mut attn[r * c.q_dim()..(r + n) * c.q_dim()]);
-                attention.extend(probs.into_iter().map(|row| AttnRecord {
+            let inputs: Vec<AttnInput<'_>> = steps
+                .iter()
+                .zip(&starts)
+                .map(|(s, &start)| {
+                    let n = s.tokens.len();
+                    r += n;
+                    AttnInput {
+                        kv: cache.layer(li),
+                        table: cache.table(s.seq),
+                        q: &q[(r - n) * c.q_dim()..r * c.q_dim()],
+                        n_head: c.n_head,
+                        start,
+                        capture: heads,
+                    }
+                })
+                .collect();
+            let probs = backend.attend_all(&inputs, &mut attn);
+            for (s, rows) in steps.iter().zip(probs) {
+                attention.extend(rows.into_iter().map(|row| AttnRecord {
                     seq: s.seq,
                     layer: li,
                     row,
                 }));
-                r += n;
             }
             add(&mut x, &layer.out.forward(&attn, rows)?);
             let h = rms_norm(&x, &layer.ffn_norm, c.rms_eps);

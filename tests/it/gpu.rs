@@ -439,3 +439,49 @@ fn the_attention_benchmark_compares_flash_with_naive() {
     assert!(prefill.naive.total_bytes > prefill.flash.total_bytes);
     assert!(report.round_trip_us > 0.0 && report.call_us > 0.0);
 }
+
+/// Sequences stepping together make one GPU call per layer: each gets the logits it gets
+/// stepping alone (a 37-token prompt through the prefill kernel, a 20-token one through the
+/// decode kernel, in the same submit).
+#[test]
+fn sequences_stepping_together_on_the_gpu_get_their_own_attention() {
+    use glassbox::llm::model::SeqStep;
+    use glassbox::llm::{AttentionKind, CaptureSpec};
+    let greedy = &crate::llm::reference()["greedy"];
+    let prompts = [
+        crate::llm::ids(&greedy[0]["prompt_ids"]),
+        crate::llm::ids(&greedy[2]["prompt_ids"]),
+    ];
+    let mut engine = crate::llm::engine(AttentionKind::Gpu);
+    let alone: Vec<Vec<f32>> = prompts
+        .iter()
+        .map(|p| engine.logits(p, false).unwrap())
+        .collect();
+    let seqs: Vec<u64> = prompts.iter().map(|_| engine.cache.begin(&[]).0).collect();
+    let steps: Vec<SeqStep<'_>> = seqs
+        .iter()
+        .zip(&prompts)
+        .map(|(&seq, tokens)| SeqStep {
+            seq,
+            tokens,
+            all_logits: false,
+        })
+        .collect();
+    let together = engine.forward(&steps, &CaptureSpec::default()).unwrap();
+    seqs.into_iter().for_each(|s| engine.cache.end(s));
+    assert_eq!(
+        engine.attention_name(),
+        "gpu",
+        "{:?}",
+        engine.attention_notice()
+    );
+    for (a, b) in alone.iter().zip(&together.logits) {
+        let worst = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-3, "largest logit difference {worst}");
+    }
+    assert_ne!(alone[0], alone[1]);
+}
