@@ -22,6 +22,9 @@ const GROUP: u32 = 64;
 /// Workgroups per dispatch dimension every adapter allows (`MAX_GROUPS` in the naive shader).
 const MAX_GROUPS: usize = 65_535;
 
+/// What the naive kernel's score matrix is called in the error when the adapter cannot hold it.
+pub const SCORE_MATRIX: &str = "the score matrix";
+
 /// Keys per prefill tile: each one takes 1 KiB of workgroup memory (keys and values, 128
 /// dimensions in f32), and 16 fit the 16 KiB every adapter offers.
 pub const TILES: [usize; 3] = [16, 32, 64];
@@ -370,7 +373,7 @@ impl AttentionKernels {
         check(shape, q, kv.table)?;
         let pairs = shape.n_q * heads.len();
         let score_len = score_len(shape, heads.len());
-        let scores = self.scratch("scores", (score_len * 4) as u64)?;
+        let scores = self.scratch(SCORE_MATRIX, (score_len * 4) as u64)?;
         let heads_words: Vec<u32> = heads.iter().map(|&h| h as u32).collect();
         let heads_buffer = self.buffer(
             "heads",

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use half::f16;
 
-use super::attention::{AttentionKernels, AttnShape, GpuKv, Kernel};
+use super::attention::{AttentionKernels, AttnShape, GpuKv, Kernel, SCORE_MATRIX};
 use super::prepared::run_all;
 use super::{GpuContext, GpuError};
 use crate::llm::attention::{AttentionBackend, AttnInput, FusedCpuAttention, ProbRow};
@@ -189,7 +189,7 @@ impl AttentionBackend for GpuAttention {
             match self.attend_gpu(inputs, out) {
                 Ok(rows) => return rows,
                 // Probabilities too many for the GPU to hold at once: this step on the CPU.
-                Err(GpuError::Shape("scores", _)) => {}
+                Err(GpuError::Shape(what, _)) if what == SCORE_MATRIX => {}
                 Err(e) => {
                     *self.failed.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string())
                 }

@@ -364,7 +364,7 @@ fn the_naive_kernel_needs_quadratic_memory_and_says_when_it_runs_out() {
     let naive = kernels.run(&case.shape, &case.q, &case.kv(), Kernel::Naive);
     if need > limit {
         let err = naive.unwrap_err().to_string();
-        assert!(err.contains("scores") && err.contains("MiB"), "{err}");
+        assert!(err.contains("score matrix") && err.contains("MiB"), "{err}");
     } else {
         assert!(relative_error(&naive.unwrap(), &case.reference()) < 1e-4);
     }
