@@ -11,6 +11,10 @@
 //   that share them and writing their partial outputs with their (m, l), so that a single
 //   query still fills the GPU;
 // - `merge`: combines the ranges with a log-sum-exp reduction.
+//
+// The decode kernel's reductions over its invocations come from `reduce_workgroup.wgsl` (core
+// WGSL) or `reduce_subgroup.wgsl` (subgroup operations, where the adapter has them), added
+// after this file.
 
 // Largest head dimension (128), in groups of four dimensions.
 const MAX_QUADS: u32 = 32u;
@@ -143,30 +147,10 @@ const MAX_GROUP: u32 = 8u;
 var<workgroup> scores: array<f32, 2048>; // MAX_GROUP * SPLIT
 var<workgroup> scratch: array<f32, 512>; // MAX_GROUP * 64
 
-// Reduces `scratch[h * 64..][..64]` for the first `g` heads with max (is_max) or sum.
-fn reduce_heads(lid: u32, g: u32, is_max: bool) {
-    workgroupBarrier();
-    for (var stride = 32u; stride > 0u; stride /= 2u) {
-        if lid < stride {
-            for (var h = 0u; h < g; h++) {
-                let a = h * 64u + lid;
-                if is_max {
-                    scratch[a] = max(scratch[a], scratch[a + stride]);
-                } else {
-                    scratch[a] += scratch[a + stride];
-                }
-            }
-        }
-        workgroupBarrier();
-    }
-}
-
 // One workgroup per (key range, query row, KV head, chunk of up to MAX_GROUP of its query heads).
-@compute @workgroup_size(64)
-fn decode(
-    @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
+// The entry point `decode` and `reduce_heads` come from one of `reduce_*.wgsl`.
+fn decode_in(wg: vec3<u32>, lane: Lane) {
+    let lid = lane.lid;
     let group = params.n_head / params.n_kv_head;
     let chunks = (group + MAX_GROUP - 1u) / MAX_GROUP;
     let range = wg.x;
@@ -204,7 +188,7 @@ fn decode(
     for (var h = 0u; h < g; h++) {
         scratch[h * 64u + lid] = m_own[h];
     }
-    reduce_heads(lid, g, true);
+    reduce_heads(lane, g, true);
     var m: array<f32, MAX_GROUP>;
     for (var h = 0u; h < g; h++) {
         m[h] = scratch[h * 64u];
@@ -219,7 +203,7 @@ fn decode(
         }
         scratch[h * 64u + lid] = l_own;
     }
-    reduce_heads(lid, g, false);
+    reduce_heads(lane, g, false);
 
     // Each invocation sums the weighted values of its pair of dimensions for all g heads,
     // reading each value once.

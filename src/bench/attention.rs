@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use wgpu::util::DeviceExt;
 
-use crate::gpu::attention::{AttentionKernels, AttnShape, GpuKv, Kernel};
+use crate::gpu::attention::{AttentionKernels, AttnShape, GpuKv, Kernel, Reduction, tile_for};
 use crate::gpu::{GpuContext, GpuError};
 use crate::rng::Rng;
 
@@ -26,6 +26,8 @@ pub struct AttentionBenchOptions {
     /// Timed runs per case, fewer when one run takes longer than `budget`.
     pub reps: usize,
     pub budget: Duration,
+    /// The decode kernel's reduction; none: the adapter's best.
+    pub reduction: Option<Reduction>,
 }
 
 impl Default for AttentionBenchOptions {
@@ -38,6 +40,7 @@ impl Default for AttentionBenchOptions {
             head_dim: 64,
             reps: 5,
             budget: Duration::from_secs(20),
+            reduction: None,
         }
     }
 }
@@ -73,6 +76,8 @@ pub struct AttentionBench {
     pub adapter: String,
     pub software: bool,
     pub tile: usize,
+    /// The decode kernel's reduction.
+    pub reduction: String,
     pub n_head: usize,
     pub n_kv_head: usize,
     pub head_dim: usize,
@@ -88,7 +93,8 @@ pub fn attention(
     ctx: &GpuContext,
     opts: &AttentionBenchOptions,
 ) -> Result<AttentionBench, GpuError> {
-    let kernels = AttentionKernels::new(ctx)?;
+    let reduction = opts.reduction.unwrap_or(Reduction::available(ctx)[0]);
+    let kernels = AttentionKernels::with(ctx, tile_for(&ctx.limits), reduction)?;
     let mut rng = Rng::new(42);
     let mut cases = Vec::new();
     let (round_trip, call) = {
@@ -137,6 +143,7 @@ pub fn attention(
         adapter: ctx.describe(),
         software: ctx.is_software(),
         tile: kernels.tile(),
+        reduction: format!("{:?}", kernels.reduction()).to_lowercase(),
         n_head: opts.n_head,
         n_kv_head: opts.n_kv_head,
         head_dim: opts.head_dim,

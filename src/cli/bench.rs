@@ -82,6 +82,10 @@ pub enum BenchCommand {
         head_dim: usize,
         #[arg(long, default_value_t = 5)]
         reps: usize,
+        /// The decode kernel's reductions through workgroup memory even where the adapter has
+        /// subgroup operations.
+        #[arg(long)]
+        no_subgroups: bool,
         #[arg(long)]
         json: bool,
     },
@@ -140,10 +144,11 @@ fn print_frames(report: &FrameReport) -> anyhow::Result<()> {
 
 fn print_attention(r: &bench::attention::AttentionBench) {
     println!(
-        "{} ({}), prefill tile {} keys; {} heads over {} KV heads of {} dims",
+        "{} ({}), prefill tile {} keys, decode reductions by {}; {} heads over {} KV heads of {} dims",
         r.adapter,
         if r.software { "software" } else { "hardware" },
         r.tile,
+        r.reduction,
         r.n_head,
         r.n_kv_head,
         r.head_dim
@@ -250,6 +255,7 @@ pub async fn run(
             kv_heads,
             head_dim,
             reps,
+            no_subgroups,
             json,
         } => {
             let ctx = glassbox::gpu::GpuContext::new(glassbox::gpu::AdapterChoice::AllowSoftware)?;
@@ -259,6 +265,7 @@ pub async fn run(
                 n_kv_head: kv_heads,
                 head_dim,
                 reps,
+                reduction: no_subgroups.then_some(glassbox::gpu::attention::Reduction::Workgroup),
                 ..Default::default()
             };
             let r = bench::attention::attention(&ctx, &opts)?;

@@ -13,6 +13,34 @@ use super::{GpuContext, GpuError};
 pub const PRELUDE: &str = include_str!("../../shaders/paged_kv.wgsl");
 pub const FLASH: &str = include_str!("../../shaders/flash_attention.wgsl");
 pub const NAIVE: &str = include_str!("../../shaders/naive_attention.wgsl");
+pub const REDUCE_WORKGROUP: &str = include_str!("../../shaders/reduce_workgroup.wgsl");
+pub const REDUCE_SUBGROUP: &str = include_str!("../../shaders/reduce_subgroup.wgsl");
+
+/// How the decode kernel reduces over its invocations: through workgroup memory (core WGSL,
+/// every adapter) or with subgroup operations (where the device has them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reduction {
+    Workgroup,
+    Subgroup,
+}
+
+impl Reduction {
+    /// The reductions `ctx` can run, the best first.
+    pub fn available(ctx: &GpuContext) -> Vec<Reduction> {
+        if ctx.has_subgroups() {
+            vec![Reduction::Subgroup, Reduction::Workgroup]
+        } else {
+            vec![Reduction::Workgroup]
+        }
+    }
+
+    fn source(self) -> &'static str {
+        match self {
+            Reduction::Workgroup => REDUCE_WORKGROUP,
+            Reduction::Subgroup => REDUCE_SUBGROUP,
+        }
+    }
+}
 /// Keys per range of the decode kernel (`SPLIT` in the shader).
 const SPLIT: usize = 256;
 /// The largest head dimension the kernels hold (`MAX_QUADS` x 4 in the shader).
@@ -40,10 +68,11 @@ pub fn tile_for(limits: &wgpu::Limits) -> usize {
         .unwrap_or(TILES[0])
 }
 
-/// The flash kernels' WGSL with `tile` keys per prefill tile, after the prelude.
-pub fn flash_source(tile: usize) -> String {
+/// The flash kernels' WGSL with `tile` keys per prefill tile and the decode kernel's
+/// `reduction`, after the prelude.
+pub fn flash_source(tile: usize, reduction: Reduction) -> String {
     let body = FLASH.replace(TILE_DECLARATION, &format!("const TILE: u32 = {tile}u;"));
-    format!("{PRELUDE}\n{body}")
+    format!("{PRELUDE}\n{body}\n{}", reduction.source())
 }
 
 /// The naive kernels' WGSL, after the prelude.
@@ -164,6 +193,7 @@ fn score_len(shape: &AttnShape, n_sel: usize) -> usize {
 pub struct AttentionKernels {
     ctx: GpuContext,
     tile: usize,
+    reduction: Reduction,
     layout: wgpu::BindGroupLayout,
     prefill: wgpu::ComputePipeline,
     decode: wgpu::ComputePipeline,
@@ -174,18 +204,28 @@ pub struct AttentionKernels {
 }
 
 impl AttentionKernels {
-    /// The kernels with the largest prefill tile the adapter holds.
+    /// The kernels with the largest prefill tile the adapter holds and its best reduction.
     pub fn new(ctx: &GpuContext) -> Result<AttentionKernels, GpuError> {
-        Self::with_tile(ctx, tile_for(&ctx.limits))
+        Self::with(ctx, tile_for(&ctx.limits), Reduction::available(ctx)[0])
     }
 
-    /// The kernels with `tile` keys per prefill tile (one of `TILES`), so that tests can force
-    /// each size an adapter may get.
-    pub fn with_tile(ctx: &GpuContext, tile: usize) -> Result<AttentionKernels, GpuError> {
+    /// The kernels with `tile` keys per prefill tile (one of `TILES`) and `reduction`, so
+    /// that tests can force each variant an adapter may get.
+    pub fn with(
+        ctx: &GpuContext,
+        tile: usize,
+        reduction: Reduction,
+    ) -> Result<AttentionKernels, GpuError> {
         if !TILES.contains(&tile) {
             return Err(GpuError::Shape(
                 "the tile",
                 format!("{tile} keys (one of {TILES:?})"),
+            ));
+        }
+        if !Reduction::available(ctx).contains(&reduction) {
+            return Err(GpuError::Shape(
+                "the reduction",
+                "the device has no subgroup operations".into(),
             ));
         }
         let device = &ctx.device;
@@ -202,7 +242,7 @@ impl AttentionKernels {
                 source: wgpu::ShaderSource::Wgsl(source.into()),
             })
         };
-        let flash = module("flash_attention", flash_source(tile));
+        let flash = module("flash_attention", flash_source(tile, reduction));
         let naive = module("naive_attention", naive_source());
         let pipeline = |module: &wgpu::ShaderModule, entry: &str| {
             device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -217,6 +257,7 @@ impl AttentionKernels {
         let kernels = AttentionKernels {
             ctx: ctx.clone(),
             tile,
+            reduction,
             prefill: pipeline(&flash, "prefill"),
             decode: pipeline(&flash, "decode"),
             merge: pipeline(&flash, "merge"),
@@ -234,6 +275,10 @@ impl AttentionKernels {
     /// Keys per prefill tile.
     pub fn tile(&self) -> usize {
         self.tile
+    }
+
+    pub fn reduction(&self) -> Reduction {
+        self.reduction
     }
 
     /// Attention outputs, `n_q x n_head x head_dim`, computed by `kernel`, with the keys and

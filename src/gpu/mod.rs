@@ -64,6 +64,8 @@ impl GpuContext {
         let descriptor = wgpu::DeviceDescriptor {
             label: Some("glassbox"),
             required_limits: limits.clone(),
+            // The one optional feature the kernels use when it is there.
+            required_features: adapter.features() & wgpu::Features::SUBGROUP,
             ..Default::default()
         };
         let (device, queue) =
@@ -94,6 +96,11 @@ impl GpuContext {
         self.limits
             .max_storage_buffer_binding_size
             .min(self.limits.max_buffer_size)
+    }
+
+    /// Whether the device runs subgroup operations.
+    pub fn has_subgroups(&self) -> bool {
+        self.device.features().contains(wgpu::Features::SUBGROUP)
     }
 
     /// Whether the adapter is a software one (the CPU drawing).

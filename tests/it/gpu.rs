@@ -7,52 +7,55 @@
 //! the adapter holds, and through the naive three-pass kernel.
 
 use glassbox::gpu::attention::{
-    AttentionKernels, AttnShape, FLASH, Kernel, NAIVE, PRELUDE, PagedKv, TILES, flash_source,
-    naive_source, tile_for,
+    AttentionKernels, AttnShape, FLASH, Kernel, NAIVE, PRELUDE, PagedKv, REDUCE_SUBGROUP,
+    REDUCE_WORKGROUP, Reduction, TILES, flash_source, naive_source, tile_for,
 };
 use glassbox::gpu::{AdapterChoice, GpuContext};
 use glassbox::rng::Rng;
 use half::f16;
 
-fn validate(name: &str, source: &str) {
+fn validate(name: &str, source: &str, capabilities: naga::valid::Capabilities) {
     let module = naga::front::wgsl::parse_str(source)
         .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
-    // unpack2x16float needs half-float conversion in f32 code, which every adapter wgpu runs
-    // on grants.
-    naga::valid::Validator::new(
-        naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32,
-    )
-    .validate(&module)
-    .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
+    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities)
+        .validate(&module)
+        .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
 }
 
-/// Every kernel file after the shared prelude, and the sources as compiled, at every tile.
+/// Every file under shaders/ is compiled in, and every source the kernels are built from is
+/// valid: at every tile, with both reductions. The core path needs no optional capability
+/// (unpack2x16float's half-float conversion in f32 code is granted on every adapter wgpu runs
+/// on); the subgroup path needs subgroups and nothing else.
 #[test]
 fn every_shader_is_valid_wgsl() {
-    let read = |name: &str| std::fs::read_to_string(format!("shaders/{name}")).unwrap();
-    let prelude = read("paged_kv.wgsl");
-    assert_eq!(
-        prelude, PRELUDE,
-        "the prelude compiled in is the checked one"
-    );
-    let mut kernels = Vec::new();
+    let compiled_in = [PRELUDE, FLASH, NAIVE, REDUCE_WORKGROUP, REDUCE_SUBGROUP];
+    let mut files = 0;
     for entry in std::fs::read_dir("shaders").unwrap() {
-        let name = entry.unwrap().file_name().into_string().unwrap();
-        if name.ends_with(".wgsl") && name != "paged_kv.wgsl" {
-            validate(&name, &format!("{prelude}\n{}", read(&name)));
-            kernels.push(read(&name));
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "wgsl") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(
+                compiled_in.contains(&text.as_str()),
+                "{} is not compiled in",
+                path.display()
+            );
+            files += 1;
         }
     }
-    assert!(
-        kernels.contains(&FLASH.to_owned()) && kernels.contains(&NAIVE.to_owned()),
-        "the kernels compiled in are the checked ones"
-    );
-    validate("naive", &naive_source());
+    assert_eq!(files, compiled_in.len());
+    use naga::valid::Capabilities as C;
+    let core = C::SHADER_FLOAT16_IN_FLOAT32;
+    validate("naive", &naive_source(), core);
     for tile in TILES {
-        let source = flash_source(tile);
-        validate(&format!("flash, tile {tile}"), &source);
+        let source = flash_source(tile, Reduction::Workgroup);
         assert!(source.contains(&format!("const TILE: u32 = {tile}u;")));
+        validate(&format!("flash, tile {tile}"), &source, core);
+        let source = flash_source(tile, Reduction::Subgroup);
+        validate(
+            &format!("flash with subgroups, tile {tile}"),
+            &source,
+            core | C::SUBGROUP,
+        );
     }
 }
 
@@ -218,7 +221,8 @@ fn fresh_seed() -> u64 {
         .as_nanos() as u64
 }
 
-/// Every tile size up to the adapter's own: the sizes other adapters get are tested here too.
+/// Every tile size up to the adapter's own, and every reduction it offers: the variants other
+/// adapters get are tested here too.
 #[test]
 fn kernels_match_an_f64_reference() {
     let ctx = context();
@@ -226,10 +230,24 @@ fn kernels_match_an_f64_reference() {
         .into_iter()
         .filter(|&t| t <= tile_for(&ctx.limits))
         .collect();
-    let all: Vec<AttentionKernels> = tiles
+    let reductions = Reduction::available(&ctx);
+    // Prefill at every tile; decode with every reduction; the naive kernel once.
+    let mut variants: Vec<(AttentionKernels, Kernel)> = tiles
         .iter()
-        .map(|&t| AttentionKernels::with_tile(&ctx, t).unwrap())
+        .map(|&t| {
+            (
+                AttentionKernels::with(&ctx, t, reductions[0]).unwrap(),
+                Kernel::Prefill,
+            )
+        })
         .collect();
+    for &r in &reductions {
+        variants.push((
+            AttentionKernels::with(&ctx, tiles[0], r).unwrap(),
+            Kernel::Decode,
+        ));
+    }
+    variants.push((AttentionKernels::new(&ctx).unwrap(), Kernel::Naive));
     let seed = fresh_seed();
     let mut rng = Rng::new(seed);
     let heads = [(4, 4), (9, 3), (14, 2), (12, 1)];
@@ -254,17 +272,14 @@ fn kernels_match_an_f64_reference() {
                 let case = Case::new(&mut rng, h, head_dim, start, n_q);
                 let want = case.reference();
                 let kv = case.kv();
-                let runs = all
-                    .iter()
-                    .map(|k| (k, Kernel::Prefill))
-                    .chain([(&all[0], Kernel::Decode), (&all[0], Kernel::Naive)]);
-                for (kernels, kernel) in runs {
-                    let got = kernels.run(&case.shape, &case.q, &kv, kernel).unwrap();
+                for (kernels, kernel) in &variants {
+                    let got = kernels.run(&case.shape, &case.q, &kv, *kernel).unwrap();
                     let err = relative_error(&got, &want);
                     assert!(
                         err < 1e-4,
-                        "{kernel:?} (tile {}) {:?}: relative error {err:e} (seed {seed}, heads case {i})",
+                        "{kernel:?} (tile {}, {:?}) {:?}: relative error {err:e} (seed {seed}, heads case {i})",
                         kernels.tile(),
+                        kernels.reduction(),
                         case.shape
                     );
                     worst = worst.max(err);
@@ -272,7 +287,7 @@ fn kernels_match_an_f64_reference() {
             }
         }
     }
-    eprintln!("tiles {tiles:?}: worst relative error {worst:e}");
+    eprintln!("tiles {tiles:?}, reductions {reductions:?}: worst relative error {worst:e}");
 }
 
 /// The pass that records probabilities for the attention panel, for some heads only.
