@@ -389,17 +389,8 @@ impl Background {
             };
             let engine = Engine::load(&path, &options)
                 .map_err(|e| format!("cannot load the model {}: {e}", path.display()))?;
-            let device = match (&self.gpu, engine.attention_name()) {
-                (Some(gpu), "gpu") => gpu.describe(),
-                (None, "gpu") => "GPU".to_owned(),
-                _ => "CPU".to_owned(),
-            };
-            self.send(Update::Attention {
-                device,
-                backend: engine.attention_name(),
-                notice: engine.attention_notice().map(str::to_owned),
-            });
             self.engine = Some(engine);
+            self.report_attention();
         }
         self.send(Update::Job(Some(Job::Answering)));
         let engine = self.engine.as_mut().expect("loaded above");
@@ -411,7 +402,7 @@ impl Background {
             wake();
         };
         let stop = self.stop_answer.clone();
-        crate::answer::ask(
+        let answer = crate::answer::ask(
             library,
             engine,
             history,
@@ -421,7 +412,27 @@ impl Background {
             &mut on_text,
         )
         .await
-        .map_err(text)
+        .map_err(text);
+        // The GPU may have failed while answering (the CPU took over): the top bar says so.
+        self.report_attention();
+        answer
+    }
+
+    /// Where the engine's attention runs, and why not where asked.
+    fn report_attention(&self) {
+        let Some(engine) = &self.engine else {
+            return;
+        };
+        let device = match (&self.gpu, engine.attention_name()) {
+            (Some(gpu), "gpu") => gpu.describe(),
+            (None, "gpu") => "GPU".to_owned(),
+            _ => "CPU".to_owned(),
+        };
+        self.send(Update::Attention {
+            device,
+            backend: engine.attention_name(),
+            notice: engine.attention_notice(),
+        });
     }
 
     /// The answer with its attention heatmap and token texts. The captured rows go into the

@@ -4,8 +4,6 @@
 //! probabilities). The paged keys and values (f16 pairs in u32 words, as the engine's cache
 //! holds them), the block table and the queries go up; outputs or probabilities come back.
 
-use wgpu::util::DeviceExt;
-
 use super::prepared::{Prepared, Step};
 use super::{GpuContext, GpuError};
 
@@ -228,8 +226,11 @@ impl AttentionKernels {
                 "the device has no subgroup operations".into(),
             ));
         }
+        ctx.checked(|| Ok(Self::build(ctx, tile, reduction)))
+    }
+
+    fn build(ctx: &GpuContext, tile: usize, reduction: Reduction) -> AttentionKernels {
         let device = &ctx.device;
-        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let layout = bind_group_layout(device);
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some("attention"),
@@ -254,7 +255,7 @@ impl AttentionKernels {
                 cache: None,
             })
         };
-        let kernels = AttentionKernels {
+        AttentionKernels {
             ctx: ctx.clone(),
             tile,
             reduction,
@@ -265,10 +266,6 @@ impl AttentionKernels {
             softmax: pipeline(&naive, "softmax"),
             weighted: pipeline(&naive, "weighted"),
             layout,
-        };
-        match pollster::block_on(scope.pop()) {
-            Some(e) => Err(GpuError::Failed(e.to_string())),
-            None => Ok(kernels),
         }
     }
 
@@ -341,7 +338,8 @@ impl AttentionKernels {
                 format!("head {h} of {}", shape.n_head),
             ));
         }
-        self.prepare_naive(shape, q, kv, heads, false)
+        self.ctx
+            .checked(|| self.prepare_naive(shape, q, kv, heads, false))
     }
 
     fn with_uploaded<T>(
@@ -369,10 +367,22 @@ impl AttentionKernels {
         kv: &GpuKv<'_>,
         kernel: Kernel,
     ) -> Result<Prepared, GpuError> {
-        if kernel == Kernel::Naive {
-            let all: Vec<usize> = (0..shape.n_head).collect();
-            return self.prepare_naive(shape, q, kv, &all, true);
-        }
+        self.ctx.checked(|| match kernel {
+            Kernel::Naive => {
+                let all: Vec<usize> = (0..shape.n_head).collect();
+                self.prepare_naive(shape, q, kv, &all, true)
+            }
+            _ => self.prepare_flash(shape, q, kv, kernel),
+        })
+    }
+
+    fn prepare_flash(
+        &self,
+        shape: &AttnShape,
+        q: &[f32],
+        kv: &GpuKv<'_>,
+        kernel: Kernel,
+    ) -> Result<Prepared, GpuError> {
         check(shape, q, kv.table)?;
         let n_splits = match kernel {
             Kernel::Decode => shape.n_keys().div_ceil(SPLIT),
@@ -464,7 +474,6 @@ impl AttentionKernels {
         (result, len): (usize, usize),
     ) -> Result<Prepared, GpuError> {
         let device = &self.ctx.device;
-        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let storage = wgpu::BufferUsages::STORAGE;
         let uniform = self.buffer(
             "params",
@@ -489,13 +498,11 @@ impl AttentionKernels {
             entries: &entries,
         });
         let result = if result == 0 { out } else { six };
-        let prepared = Prepared::new(self.ctx.clone(), bind, steps, result, len);
-        match pollster::block_on(scope.pop()) {
-            Some(e) => Err(GpuError::Failed(e.to_string())),
-            None => Ok(prepared),
-        }
+        Ok(Prepared::new(self.ctx.clone(), bind, steps, result, len))
     }
 
+    /// A buffer holding `bytes`, written through the queue: unlike a buffer mapped at creation,
+    /// this does not panic in wgpu when the device has been lost (the error comes back instead).
     fn buffer(&self, label: &str, bytes: &[u8], usage: wgpu::BufferUsages) -> wgpu::Buffer {
         // A binding may not be empty.
         let padded;
@@ -505,13 +512,14 @@ impl AttentionKernels {
         } else {
             bytes
         };
-        self.ctx
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents: bytes,
-                usage,
-            })
+        let buffer = self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes.len() as u64,
+            usage: usage | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.ctx.queue.write_buffer(&buffer, 0, bytes);
+        buffer
     }
 
     /// The output, poisoned with NaN.

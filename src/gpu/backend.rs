@@ -85,6 +85,14 @@ impl GpuAttention {
         inputs: &[AttnInput<'_>],
         out: &mut [f32],
     ) -> Result<Vec<Vec<ProbRow>>, GpuError> {
+        self.ctx.checked(|| self.attend_checked(inputs, out))
+    }
+
+    fn attend_checked(
+        &self,
+        inputs: &[AttnInput<'_>],
+        out: &mut [f32],
+    ) -> Result<Vec<Vec<ProbRow>>, GpuError> {
         let Some(first) = inputs.first() else {
             return Ok(Vec::new());
         };
@@ -177,6 +185,12 @@ impl AttentionBackend for GpuAttention {
         } else {
             "gpu"
         }
+    }
+
+    fn notice(&self) -> Option<String> {
+        self.failure().map(|e| {
+            format!("GPU attention stopped; the CPU computes it for the rest of the session ({e})")
+        })
     }
 
     fn attend(&self, input: &AttnInput<'_>, out: &mut [f32]) -> Vec<ProbRow> {

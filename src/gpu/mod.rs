@@ -91,6 +91,20 @@ impl GpuContext {
         )
     }
 
+    /// Runs `f`, which uses the device, with its validation and out-of-memory errors caught
+    /// and returned (uncaught, wgpu would panic on them, as it does once the device is lost).
+    pub fn checked<T>(&self, f: impl FnOnce() -> Result<T, GpuError>) -> Result<T, GpuError> {
+        let memory = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let result = f();
+        let validation = pollster::block_on(validation.pop());
+        let memory = pollster::block_on(memory.pop());
+        match validation.or(memory) {
+            Some(e) => Err(GpuError::Failed(e.to_string())),
+            None => result,
+        }
+    }
+
     /// The most bytes one buffer binding may hold on this adapter.
     pub fn largest_binding(&self) -> u64 {
         self.limits

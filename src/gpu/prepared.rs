@@ -94,9 +94,12 @@ pub fn run_all(calls: &[&Prepared]) -> Result<Vec<Vec<f32>>, GpuError> {
     let Some(first) = calls.first() else {
         return Ok(Vec::new());
     };
+    first.ctx.checked(|| submit_and_read(first, calls))
+}
+
+fn submit_and_read(first: &Prepared, calls: &[&Prepared]) -> Result<Vec<Vec<f32>>, GpuError> {
     let device = &first.ctx.device;
     let failed = |e: &dyn std::fmt::Display| GpuError::Failed(e.to_string());
-    let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
     let total: usize = calls.iter().map(|c| c.result_len).sum();
     let staging = device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("read back"),
@@ -133,8 +136,5 @@ pub fn run_all(calls: &[&Prepared]) -> Result<Vec<Vec<f32>>, GpuError> {
         .collect();
     drop(view);
     staging.unmap();
-    match pollster::block_on(scope.pop()) {
-        Some(e) => Err(failed(&e)),
-        None => Ok(results),
-    }
+    Ok(results)
 }

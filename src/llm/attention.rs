@@ -61,6 +61,11 @@ pub struct ProbRow {
 pub trait AttentionBackend: Send + Sync {
     fn name(&self) -> &'static str;
 
+    /// Why the backend stopped computing where it was asked to, if it did during the session.
+    fn notice(&self) -> Option<String> {
+        None
+    }
+
     /// Write `n_q x n_head x head_dim` outputs to `out`; return the captured probability rows.
     fn attend(&self, input: &AttnInput<'_>, out: &mut [f32]) -> Vec<ProbRow>;
 

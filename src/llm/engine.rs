@@ -226,8 +226,10 @@ impl Engine {
     }
 
     /// Why the attention asked for is not the one running (no GPU), if so.
-    pub fn attention_notice(&self) -> Option<&str> {
-        self.attention_notice.as_deref()
+    pub fn attention_notice(&self) -> Option<String> {
+        self.attention_notice
+            .clone()
+            .or_else(|| self.backend.notice())
     }
 
     pub fn threads(&self) -> usize {

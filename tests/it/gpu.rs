@@ -500,3 +500,53 @@ fn sequences_stepping_together_on_the_gpu_get_their_own_attention() {
     }
     assert_ne!(alone[0], alone[1]);
 }
+
+/// A device lost in the middle of a session: the step that meets it and every later one run on
+/// the CPU, the engine says why, and generation goes on.
+#[test]
+fn a_lost_device_falls_back_to_the_cpu_and_generation_goes_on() {
+    use glassbox::llm::{
+        AttentionKind, CacheSize, CaptureSpec, Engine, EngineOptions, GenerateRequest,
+        SamplingParams,
+    };
+    let ctx = context();
+    let options = EngineOptions {
+        attention: AttentionKind::Gpu,
+        cache: CacheSize::Tokens(2048),
+        gpu: Some(ctx.clone()),
+        ..EngineOptions::default()
+    };
+    let mut engine = Engine::load(&crate::llm::smollm_path(), &options).unwrap();
+    let request = GenerateRequest {
+        prompt: crate::llm::ids(&crate::llm::reference()["greedy"][2]["prompt_ids"]),
+        sampling: SamplingParams::greedy(),
+        max_tokens: 6,
+        stop: vec![],
+        capture: CaptureSpec::default(),
+    };
+    let before = engine.generate(&request, None, &mut |_| {}).unwrap();
+    assert_eq!(engine.attention_name(), "gpu");
+    ctx.device.destroy();
+    let after = engine.generate(&request, None, &mut |_| {}).unwrap();
+    assert_eq!(after.ids.len(), before.ids.len());
+    assert_eq!(engine.attention_name(), "cpu-fused (the GPU failed)");
+    let notice = engine.attention_notice().unwrap_or_default();
+    assert!(notice.contains("GPU attention stopped"), "{notice}");
+}
+
+/// `--attention auto` takes only a hardware GPU: without one (as on CI) the fused CPU attention
+/// answers and the engine says why.
+#[test]
+fn auto_without_a_hardware_gpu_says_why_and_answers_on_the_cpu() {
+    use glassbox::llm::AttentionKind;
+    let mut engine = crate::llm::engine(AttentionKind::Auto);
+    if GpuContext::new(AdapterChoice::HardwareOnly).is_ok() {
+        assert_eq!(engine.attention_name(), "gpu");
+        return;
+    }
+    assert_eq!(engine.attention_name(), "cpu-fused");
+    let notice = engine.attention_notice().unwrap_or_default();
+    assert!(notice.contains("no GPU adapter was found"), "{notice}");
+    let prompt = crate::llm::ids(&crate::llm::reference()["greedy"][1]["prompt_ids"]);
+    assert!(!engine.logits(&prompt, false).unwrap().is_empty());
+}
