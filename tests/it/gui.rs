@@ -589,4 +589,11 @@ fn answers_with_gpu_attention_on_the_windows_device() {
         shows(&harness, &format!("{} · attention gpu", gpu.describe())),
         "the top bar names the device"
     );
+    // The engine computes on that very device: when it is lost, the next answer comes from
+    // the CPU, and the top bar says so (an engine with a device of its own would not notice).
+    gpu.device.destroy();
+    ask(&mut harness, "Why does a starter smell of acetone?");
+    step_until(&mut harness, "the fall back to the CPU", |h| {
+        shows(h, "CPU · attention cpu-fused (the GPU failed)")
+    });
 }
