@@ -14,12 +14,14 @@
 //
 // The decode kernel's reductions over its invocations come from `reduce_workgroup.wgsl` (core
 // WGSL) or `reduce_subgroup.wgsl` (subgroup operations, where the adapter has them), added
-// after this file.
+// after this file; how the prefill tiles are kept, from `tile_f32.wgsl` (core) or
+// `tile_f16.wgsl` (half the workgroup memory, where the adapter has f16), put first.
 
 // Largest head dimension (128), in groups of four dimensions.
 const MAX_QUADS: u32 = 32u;
-// Keys per tile in `prefill`: 2 x TILE keys x 32 quads x 16 bytes of workgroup memory. 16 keys
-// (16 KiB) fit every adapter; the host sets TILE from the adapter's real limit.
+// Keys per tile in `prefill`: 2 x TILE keys x 32 quads of `TileQuad` (16 bytes in f32, 8 in
+// f16) of workgroup memory. 16 keys in f32 (16 KiB) fit every adapter; the host sets TILE from
+// the adapter's real limit.
 const TILE: u32 = 16u;
 // Keys per range in `decode`.
 const SPLIT: u32 = 256u;
@@ -28,8 +30,10 @@ const SPLIT: u32 = 256u;
 @group(0) @binding(6) var<storage, read_write> partial_o: array<f32>;
 @group(0) @binding(7) var<storage, read_write> partial_ml: array<vec2<f32>>;
 
-var<workgroup> tile_k: array<vec4<f32>, TILE * MAX_QUADS>;
-var<workgroup> tile_v: array<vec4<f32>, TILE * MAX_QUADS>;
+// `TileQuad`, `to_tile` and `from_tile` come from `tile_f32.wgsl` or `tile_f16.wgsl`, put
+// first.
+var<workgroup> tile_k: array<TileQuad, TILE * MAX_QUADS>;
+var<workgroup> tile_v: array<TileQuad, TILE * MAX_QUADS>;
 
 // Four dimensions of key/value position `pos` for KV head `kvh`, from two words.
 fn kv_quad(buffer_is_k: bool, pos: u32, kvh: u32, quad: u32) -> vec4<f32> {
@@ -84,8 +88,8 @@ fn prefill(
                 kk = kv_quad(true, j, kvh, w % quads);
                 vv = kv_quad(false, j, kvh, w % quads);
             }
-            tile_k[w] = kk;
-            tile_v[w] = vv;
+            tile_k[w] = to_tile(kk);
+            tile_v[w] = to_tile(vv);
         }
         workgroupBarrier();
         if valid && tile_start <= pos {
@@ -95,8 +99,10 @@ fn prefill(
                 let kt = t * quads;
                 var score = 0.0;
                 for (var c = 0u; c < quads; c += 4u) {
-                    score += dot(qv[c], tile_k[kt + c]) + dot(qv[c + 1u], tile_k[kt + c + 1u])
-                        + dot(qv[c + 2u], tile_k[kt + c + 2u]) + dot(qv[c + 3u], tile_k[kt + c + 3u]);
+                    score += dot(qv[c], from_tile(tile_k[kt + c]))
+                        + dot(qv[c + 1u], from_tile(tile_k[kt + c + 1u]))
+                        + dot(qv[c + 2u], from_tile(tile_k[kt + c + 2u]))
+                        + dot(qv[c + 3u], from_tile(tile_k[kt + c + 3u]));
                 }
                 s[t] = score * params.scale;
                 m_tile = max(m_tile, s[t]);
@@ -114,10 +120,10 @@ fn prefill(
                 let vt = t * quads;
                 l += e;
                 for (var c = 0u; c < quads; c += 4u) {
-                    o[c] += e * tile_v[vt + c];
-                    o[c + 1u] += e * tile_v[vt + c + 1u];
-                    o[c + 2u] += e * tile_v[vt + c + 2u];
-                    o[c + 3u] += e * tile_v[vt + c + 3u];
+                    o[c] += e * from_tile(tile_v[vt + c]);
+                    o[c + 1u] += e * from_tile(tile_v[vt + c + 1u]);
+                    o[c + 2u] += e * from_tile(tile_v[vt + c + 2u]);
+                    o[c + 3u] += e * from_tile(tile_v[vt + c + 3u]);
                 }
             }
             m = m_tile;

@@ -11,7 +11,8 @@ use serde::Serialize;
 
 use wgpu::util::DeviceExt;
 
-use crate::gpu::attention::{AttentionKernels, AttnShape, GpuKv, Kernel, Reduction, tile_for};
+use crate::gpu::attention::{AttentionKernels, AttnShape, GpuKv, Kernel};
+use crate::gpu::variant::Variant;
 use crate::gpu::{GpuContext, GpuError};
 use crate::rng::Rng;
 
@@ -26,8 +27,8 @@ pub struct AttentionBenchOptions {
     /// Timed runs per case, fewer when one run takes longer than `budget`.
     pub reps: usize,
     pub budget: Duration,
-    /// The decode kernel's reduction; none: the adapter's best.
-    pub reduction: Option<Reduction>,
+    /// The build of the kernels; none: the adapter's best.
+    pub variant: Option<Variant>,
 }
 
 impl Default for AttentionBenchOptions {
@@ -40,7 +41,7 @@ impl Default for AttentionBenchOptions {
             head_dim: 64,
             reps: 5,
             budget: Duration::from_secs(20),
-            reduction: None,
+            variant: None,
         }
     }
 }
@@ -75,9 +76,8 @@ pub struct AttentionCase {
 pub struct AttentionBench {
     pub adapter: String,
     pub software: bool,
-    pub tile: usize,
-    /// The decode kernel's reduction.
-    pub reduction: String,
+    /// The build of the kernels: tile, reduction, tile storage.
+    pub variant: String,
     pub n_head: usize,
     pub n_kv_head: usize,
     pub head_dim: usize,
@@ -93,8 +93,7 @@ pub fn attention(
     ctx: &GpuContext,
     opts: &AttentionBenchOptions,
 ) -> Result<AttentionBench, GpuError> {
-    let reduction = opts.reduction.unwrap_or(Reduction::available(ctx)[0]);
-    let kernels = AttentionKernels::with(ctx, tile_for(&ctx.limits), reduction)?;
+    let kernels = AttentionKernels::with(ctx, opts.variant.unwrap_or(Variant::best(ctx)))?;
     let mut rng = Rng::new(42);
     let mut cases = Vec::new();
     let (round_trip, call) = {
@@ -142,8 +141,7 @@ pub fn attention(
     Ok(AttentionBench {
         adapter: ctx.describe(),
         software: ctx.is_software(),
-        tile: kernels.tile(),
-        reduction: format!("{:?}", kernels.reduction()).to_lowercase(),
+        variant: format!("{:?}", kernels.variant()),
         n_head: opts.n_head,
         n_kv_head: opts.n_kv_head,
         head_dim: opts.head_dim,

@@ -82,10 +82,10 @@ pub enum BenchCommand {
         head_dim: usize,
         #[arg(long, default_value_t = 5)]
         reps: usize,
-        /// The decode kernel's reductions through workgroup memory even where the adapter has
-        /// subgroup operations.
+        /// The core build (f32 tiles, reductions through workgroup memory) even where the
+        /// adapter has f16 and subgroup operations.
         #[arg(long)]
-        no_subgroups: bool,
+        core: bool,
         #[arg(long)]
         json: bool,
     },
@@ -144,11 +144,10 @@ fn print_frames(report: &FrameReport) -> anyhow::Result<()> {
 
 fn print_attention(r: &bench::attention::AttentionBench) {
     println!(
-        "{} ({}), prefill tile {} keys, decode reductions by {}; {} heads over {} KV heads of {} dims",
+        "{} ({}), kernels {}; {} heads over {} KV heads of {} dims",
         r.adapter,
         if r.software { "software" } else { "hardware" },
-        r.tile,
-        r.reduction,
+        r.variant,
         r.n_head,
         r.n_kv_head,
         r.head_dim
@@ -255,7 +254,7 @@ pub async fn run(
             kv_heads,
             head_dim,
             reps,
-            no_subgroups,
+            core,
             json,
         } => {
             let ctx = glassbox::gpu::GpuContext::new(glassbox::gpu::AdapterChoice::AllowSoftware)?;
@@ -265,7 +264,7 @@ pub async fn run(
                 n_kv_head: kv_heads,
                 head_dim,
                 reps,
-                reduction: no_subgroups.then_some(glassbox::gpu::attention::Reduction::Workgroup),
+                variant: core.then(|| glassbox::gpu::variant::Variant::core(&ctx)),
                 ..Default::default()
             };
             let r = bench::attention::attention(&ctx, &opts)?;

@@ -5,40 +5,9 @@
 //! holds them), the block table and the queries go up; outputs or probabilities come back.
 
 use super::prepared::{Prepared, Step};
+use super::variant::{Variant, naive_source};
 use super::{GpuContext, GpuError};
 
-/// What every kernel starts with: parameters, shared bindings, the cache's layout.
-pub const PRELUDE: &str = include_str!("../../shaders/paged_kv.wgsl");
-pub const FLASH: &str = include_str!("../../shaders/flash_attention.wgsl");
-pub const NAIVE: &str = include_str!("../../shaders/naive_attention.wgsl");
-pub const REDUCE_WORKGROUP: &str = include_str!("../../shaders/reduce_workgroup.wgsl");
-pub const REDUCE_SUBGROUP: &str = include_str!("../../shaders/reduce_subgroup.wgsl");
-
-/// How the decode kernel reduces over its invocations: through workgroup memory (core WGSL,
-/// every adapter) or with subgroup operations (where the device has them).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Reduction {
-    Workgroup,
-    Subgroup,
-}
-
-impl Reduction {
-    /// The reductions `ctx` can run, the best first.
-    pub fn available(ctx: &GpuContext) -> Vec<Reduction> {
-        if ctx.has_subgroups() {
-            vec![Reduction::Subgroup, Reduction::Workgroup]
-        } else {
-            vec![Reduction::Workgroup]
-        }
-    }
-
-    fn source(self) -> &'static str {
-        match self {
-            Reduction::Workgroup => REDUCE_WORKGROUP,
-            Reduction::Subgroup => REDUCE_SUBGROUP,
-        }
-    }
-}
 /// Keys per range of the decode kernel (`SPLIT` in the shader).
 const SPLIT: usize = 256;
 /// The largest head dimension the kernels hold (`MAX_QUADS` x 4 in the shader).
@@ -50,33 +19,6 @@ const MAX_GROUPS: usize = 65_535;
 
 /// What the naive kernel's score matrix is called in the error when the adapter cannot hold it.
 pub const SCORE_MATRIX: &str = "the score matrix";
-
-/// Keys per prefill tile: each one takes 1 KiB of workgroup memory (keys and values, 128
-/// dimensions in f32), and 16 fit the 16 KiB every adapter offers.
-pub const TILES: [usize; 3] = [16, 32, 64];
-const TILE_DECLARATION: &str = "const TILE: u32 = 16u;";
-
-/// The largest tile the adapter's workgroup memory holds.
-pub fn tile_for(limits: &wgpu::Limits) -> usize {
-    let bytes = limits.max_compute_workgroup_storage_size as usize;
-    TILES
-        .into_iter()
-        .filter(|t| t * 1024 <= bytes)
-        .max()
-        .unwrap_or(TILES[0])
-}
-
-/// The flash kernels' WGSL with `tile` keys per prefill tile and the decode kernel's
-/// `reduction`, after the prelude.
-pub fn flash_source(tile: usize, reduction: Reduction) -> String {
-    let body = FLASH.replace(TILE_DECLARATION, &format!("const TILE: u32 = {tile}u;"));
-    format!("{PRELUDE}\n{body}\n{}", reduction.source())
-}
-
-/// The naive kernels' WGSL, after the prelude.
-pub fn naive_source() -> String {
-    format!("{PRELUDE}\n{NAIVE}")
-}
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -190,8 +132,7 @@ fn score_len(shape: &AttnShape, n_sel: usize) -> usize {
 /// The compiled kernels.
 pub struct AttentionKernels {
     ctx: GpuContext,
-    tile: usize,
-    reduction: Reduction,
+    variant: Variant,
     layout: wgpu::BindGroupLayout,
     prefill: wgpu::ComputePipeline,
     decode: wgpu::ComputePipeline,
@@ -202,34 +143,18 @@ pub struct AttentionKernels {
 }
 
 impl AttentionKernels {
-    /// The kernels with the largest prefill tile the adapter holds and its best reduction.
+    /// The best build of the kernels for the adapter (`Variant::best`).
     pub fn new(ctx: &GpuContext) -> Result<AttentionKernels, GpuError> {
-        Self::with(ctx, tile_for(&ctx.limits), Reduction::available(ctx)[0])
+        Self::with(ctx, Variant::best(ctx))
     }
 
-    /// The kernels with `tile` keys per prefill tile (one of `TILES`) and `reduction`, so
-    /// that tests can force each variant an adapter may get.
-    pub fn with(
-        ctx: &GpuContext,
-        tile: usize,
-        reduction: Reduction,
-    ) -> Result<AttentionKernels, GpuError> {
-        if !TILES.contains(&tile) {
-            return Err(GpuError::Shape(
-                "the tile",
-                format!("{tile} keys (one of {TILES:?})"),
-            ));
-        }
-        if !Reduction::available(ctx).contains(&reduction) {
-            return Err(GpuError::Shape(
-                "the reduction",
-                "the device has no subgroup operations".into(),
-            ));
-        }
-        ctx.checked(|| Ok(Self::build(ctx, tile, reduction)))
+    /// A given build, so that tests can force each one an adapter may get.
+    pub fn with(ctx: &GpuContext, variant: Variant) -> Result<AttentionKernels, GpuError> {
+        variant.check(ctx)?;
+        ctx.checked(|| Ok(Self::build(ctx, variant)))
     }
 
-    fn build(ctx: &GpuContext, tile: usize, reduction: Reduction) -> AttentionKernels {
+    fn build(ctx: &GpuContext, variant: Variant) -> AttentionKernels {
         let device = &ctx.device;
         let layout = bind_group_layout(device);
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
@@ -243,7 +168,7 @@ impl AttentionKernels {
                 source: wgpu::ShaderSource::Wgsl(source.into()),
             })
         };
-        let flash = module("flash_attention", flash_source(tile, reduction));
+        let flash = module("flash_attention", variant.flash_source());
         let naive = module("naive_attention", naive_source());
         let pipeline = |module: &wgpu::ShaderModule, entry: &str| {
             device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
@@ -257,8 +182,7 @@ impl AttentionKernels {
         };
         AttentionKernels {
             ctx: ctx.clone(),
-            tile,
-            reduction,
+            variant,
             prefill: pipeline(&flash, "prefill"),
             decode: pipeline(&flash, "decode"),
             merge: pipeline(&flash, "merge"),
@@ -269,13 +193,8 @@ impl AttentionKernels {
         }
     }
 
-    /// Keys per prefill tile.
-    pub fn tile(&self) -> usize {
-        self.tile
-    }
-
-    pub fn reduction(&self) -> Reduction {
-        self.reduction
+    pub fn variant(&self) -> Variant {
+        self.variant
     }
 
     /// Attention outputs, `n_q x n_head x head_dim`, computed by `kernel`, with the keys and

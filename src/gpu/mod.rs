@@ -4,6 +4,7 @@
 pub mod attention;
 pub mod backend;
 pub mod prepared;
+pub mod variant;
 
 use std::sync::Arc;
 
@@ -64,8 +65,9 @@ impl GpuContext {
         let descriptor = wgpu::DeviceDescriptor {
             label: Some("glassbox"),
             required_limits: limits.clone(),
-            // The one optional feature the kernels use when it is there.
-            required_features: adapter.features() & wgpu::Features::SUBGROUP,
+            // The optional features the kernels use when they are there.
+            required_features: adapter.features()
+                & (wgpu::Features::SUBGROUP | wgpu::Features::SHADER_F16),
             ..Default::default()
         };
         let (device, queue) =
@@ -112,9 +114,9 @@ impl GpuContext {
             .min(self.limits.max_buffer_size)
     }
 
-    /// Whether the device runs subgroup operations.
-    pub fn has_subgroups(&self) -> bool {
-        self.device.features().contains(wgpu::Features::SUBGROUP)
+    /// Whether the device has these optional features.
+    pub fn has(&self, features: wgpu::Features) -> bool {
+        self.device.features().contains(features)
     }
 
     /// Whether the adapter is a software one (the CPU drawing).

@@ -3,12 +3,14 @@
 //! failure): MHA, GQA 3:1 (SmolLM2), GQA 7:1 (Qwen2.5), MQA over 12 heads (more than the 8 of
 //! one decode workgroup); head dims 64 and 128; from one key to 2,048, with lengths that are
 //! not multiples of the tile, range or block size; prompts from scratch and after a cached
-//! prefix, and single-token decoding; every case through the flash kernels at every tile size
-//! the adapter holds, and through the naive three-pass kernel.
+//! prefix, and single-token decoding; every case through every build of the flash kernels the
+//! adapter runs (tile sizes, f16 tiles, subgroup reductions), and through the naive three-pass
+//! kernel.
 
-use glassbox::gpu::attention::{
-    AttentionKernels, AttnShape, FLASH, Kernel, NAIVE, PRELUDE, PagedKv, REDUCE_SUBGROUP,
-    REDUCE_WORKGROUP, Reduction, TILES, flash_source, naive_source, tile_for,
+use glassbox::gpu::attention::{AttentionKernels, AttnShape, Kernel, PagedKv};
+use glassbox::gpu::variant::{
+    FLASH, NAIVE, PRELUDE, REDUCE_SUBGROUP, REDUCE_WORKGROUP, Reduction, TILE_F16, TILE_F32, TILES,
+    TileStorage, Variant, naive_source,
 };
 use glassbox::gpu::{AdapterChoice, GpuContext};
 use glassbox::rng::Rng;
@@ -22,13 +24,21 @@ fn validate(name: &str, source: &str, capabilities: naga::valid::Capabilities) {
         .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(source)));
 }
 
-/// Every file under shaders/ is compiled in, and every source the kernels are built from is
-/// valid: at every tile, with both reductions. The core path needs no optional capability
-/// (unpack2x16float's half-float conversion in f32 code is granted on every adapter wgpu runs
-/// on); the subgroup path needs subgroups and nothing else.
+/// Every file under shaders/ is compiled in, and every build of the kernels is valid WGSL
+/// with only the capabilities it asks for: the core build none beyond what every adapter wgpu
+/// runs on grants (unpack2x16float's half-float conversion in f32 code), the others f16 or
+/// subgroups.
 #[test]
 fn every_shader_is_valid_wgsl() {
-    let compiled_in = [PRELUDE, FLASH, NAIVE, REDUCE_WORKGROUP, REDUCE_SUBGROUP];
+    let compiled_in = [
+        PRELUDE,
+        FLASH,
+        NAIVE,
+        REDUCE_WORKGROUP,
+        REDUCE_SUBGROUP,
+        TILE_F32,
+        TILE_F16,
+    ];
     let mut files = 0;
     for entry in std::fs::read_dir("shaders").unwrap() {
         let path = entry.unwrap().path();
@@ -47,15 +57,25 @@ fn every_shader_is_valid_wgsl() {
     let core = C::SHADER_FLOAT16_IN_FLOAT32;
     validate("naive", &naive_source(), core);
     for tile in TILES {
-        let source = flash_source(tile, Reduction::Workgroup);
-        assert!(source.contains(&format!("const TILE: u32 = {tile}u;")));
-        validate(&format!("flash, tile {tile}"), &source, core);
-        let source = flash_source(tile, Reduction::Subgroup);
-        validate(
-            &format!("flash with subgroups, tile {tile}"),
-            &source,
-            core | C::SUBGROUP,
-        );
+        for storage in [TileStorage::F32, TileStorage::F16] {
+            for reduction in [Reduction::Workgroup, Reduction::Subgroup] {
+                let variant = Variant {
+                    tile,
+                    reduction,
+                    storage,
+                };
+                let mut needs = core;
+                if storage == TileStorage::F16 {
+                    needs |= C::SHADER_FLOAT16;
+                }
+                if reduction == Reduction::Subgroup {
+                    needs |= C::SUBGROUP;
+                }
+                let source = variant.flash_source();
+                assert!(source.contains(&format!("const TILE: u32 = {tile}u;")));
+                validate(&format!("{variant:?}"), &source, needs);
+            }
+        }
     }
 }
 
@@ -221,31 +241,24 @@ fn fresh_seed() -> u64 {
         .as_nanos() as u64
 }
 
-/// Every tile size up to the adapter's own, and every reduction it offers: the variants other
-/// adapters get are tested here too.
+/// Every build of the kernels the adapter can run (lavapipe: f32 and f16 tiles of every size
+/// that fits, both reductions): the builds other adapters get are tested here too.
 #[test]
 fn kernels_match_an_f64_reference() {
     let ctx = context();
-    let tiles: Vec<usize> = TILES
-        .into_iter()
-        .filter(|&t| t <= tile_for(&ctx.limits))
-        .collect();
-    let reductions = Reduction::available(&ctx);
-    // Prefill at every tile; decode with every reduction; the naive kernel once.
-    let mut variants: Vec<(AttentionKernels, Kernel)> = tiles
-        .iter()
-        .map(|&t| {
-            (
-                AttentionKernels::with(&ctx, t, reductions[0]).unwrap(),
-                Kernel::Prefill,
-            )
-        })
-        .collect();
-    for &r in &reductions {
-        variants.push((
-            AttentionKernels::with(&ctx, tiles[0], r).unwrap(),
-            Kernel::Decode,
-        ));
+    let all = Variant::all(&ctx);
+    // Prefill with every tile and storage; decode with every reduction; the naive kernel once.
+    let mut variants: Vec<(AttentionKernels, Kernel)> = Vec::new();
+    for &v in &all {
+        let kernels = || AttentionKernels::with(&ctx, v).unwrap();
+        // f16 tiles of the smallest size are never chosen: f32 ones of that size always fit.
+        let ships = v.storage == TileStorage::F32 || v.tile > TILES[0];
+        if v.reduction == Reduction::Workgroup && ships {
+            variants.push((kernels(), Kernel::Prefill));
+        }
+        if v.tile == TILES[0] && v.storage == TileStorage::F32 {
+            variants.push((kernels(), Kernel::Decode));
+        }
     }
     variants.push((AttentionKernels::new(&ctx).unwrap(), Kernel::Naive));
     let seed = fresh_seed();
@@ -277,9 +290,8 @@ fn kernels_match_an_f64_reference() {
                     let err = relative_error(&got, &want);
                     assert!(
                         err < 1e-4,
-                        "{kernel:?} (tile {}, {:?}) {:?}: relative error {err:e} (seed {seed}, heads case {i})",
-                        kernels.tile(),
-                        kernels.reduction(),
+                        "{kernel:?} ({:?}) {:?}: relative error {err:e} (seed {seed}, heads case {i})",
+                        kernels.variant(),
                         case.shape
                     );
                     worst = worst.max(err);
@@ -287,7 +299,7 @@ fn kernels_match_an_f64_reference() {
             }
         }
     }
-    eprintln!("tiles {tiles:?}, reductions {reductions:?}: worst relative error {worst:e}");
+    eprintln!("{all:?}: worst relative error {worst:e}");
 }
 
 /// The pass that records probabilities for the attention panel, for some heads only.
