@@ -103,7 +103,7 @@ impl Kernel {
         match self {
             Kernel::Prefill => [0, 0],
             Kernel::Decode => {
-                let n = shape.n_keys().div_ceil(SPLIT);
+                let n = n_splits(shape);
                 [n * shape.rows() * shape.head_dim, n * shape.rows() * 2]
             }
             Kernel::Naive => [score_len(shape, shape.n_head), 0],
@@ -113,6 +113,11 @@ impl Kernel {
     pub fn scratch_bytes(self, shape: &AttnShape) -> u64 {
         (self.scratch_floats(shape).iter().sum::<usize>() * 4) as u64
     }
+}
+
+/// Key ranges of the decode kernel.
+fn n_splits(shape: &AttnShape) -> usize {
+    shape.n_keys().div_ceil(SPLIT)
 }
 
 /// Query heads per decode workgroup (`MAX_GROUP` in the shader).
@@ -266,13 +271,15 @@ impl AttentionKernels {
         kv: &PagedKv<'_>,
         f: impl FnOnce(&GpuKv<'_>) -> Result<T, GpuError>,
     ) -> Result<T, GpuError> {
-        let storage = wgpu::BufferUsages::STORAGE;
-        let k = self.buffer("k", bytemuck::cast_slice(kv.k), storage);
-        let v = self.buffer("v", bytemuck::cast_slice(kv.v), storage);
-        f(&GpuKv {
-            k: &k,
-            v: &v,
-            table: kv.table,
+        self.ctx.checked(|| {
+            let storage = wgpu::BufferUsages::STORAGE;
+            let k = self.buffer("k", bytemuck::cast_slice(kv.k), storage);
+            let v = self.buffer("v", bytemuck::cast_slice(kv.v), storage);
+            f(&GpuKv {
+                k: &k,
+                v: &v,
+                table: kv.table,
+            })
         })
     }
 
@@ -304,7 +311,7 @@ impl AttentionKernels {
     ) -> Result<Prepared, GpuError> {
         check(shape, q, kv.table)?;
         let n_splits = match kernel {
-            Kernel::Decode => shape.n_keys().div_ceil(SPLIT),
+            Kernel::Decode => n_splits(shape),
             _ => 1,
         };
         let rows = shape.rows();
