@@ -424,13 +424,7 @@ fn recorded_attention_on_the_gpu_agrees_with_the_cpu() {
     for (a, b) in on_gpu.iter().zip(&on_cpu) {
         assert_eq!(key(a), key(b));
         assert_eq!(a.row.probs.len(), a.row.pos + 1);
-        let worst = a
-            .row
-            .probs
-            .iter()
-            .zip(&b.row.probs)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0f32, f32::max);
+        let worst = crate::common::largest_difference(&a.row.probs, &b.row.probs);
         assert!(
             worst < 1e-3,
             "head {} pos {}: {worst}",
@@ -503,11 +497,7 @@ fn sequences_stepping_together_on_the_gpu_get_their_own_attention() {
         engine.attention_notice()
     );
     for (a, b) in alone.iter().zip(&together.logits) {
-        let worst = a
-            .iter()
-            .zip(b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0f32, f32::max);
+        let worst = crate::common::largest_difference(a, b);
         assert!(worst < 1e-3, "largest logit difference {worst}");
     }
     assert_ne!(alone[0], alone[1]);

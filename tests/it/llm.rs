@@ -168,11 +168,7 @@ pub fn agrees_with_reference_attention(kind: AttentionKind) {
         let b = other.logits(&text, true).unwrap();
         let vocab = a.len() / text.len();
         for (ra, rb) in a.chunks_exact(vocab).zip(b.chunks_exact(vocab)) {
-            let diff = ra
-                .iter()
-                .zip(rb)
-                .map(|(x, y)| (x - y).abs())
-                .fold(0f32, f32::max);
+            let diff = crate::common::largest_difference(ra, rb);
             worst = worst.max(diff);
             same += usize::from(argmax(ra) == argmax(rb));
             total += 1;
@@ -374,13 +370,7 @@ fn attention_of_an_answer_can_be_recomputed_for_any_layer() {
     replayed.sort_by_key(|r| key(r));
     for (a, b) in recorded.iter().zip(&replayed) {
         assert_eq!(key(a), key(b));
-        let worst = a
-            .row
-            .probs
-            .iter()
-            .zip(&b.row.probs)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0f32, f32::max);
+        let worst = crate::common::largest_difference(&a.row.probs, &b.row.probs);
         assert!(
             worst < 2e-3,
             "layer {} head {} pos {}: {worst}",

@@ -371,11 +371,7 @@ fn assert_prefill_equals_decode(path: &Path, tokens: &[u32]) {
             }];
             let out = engine.forward(&step, &CaptureSpec::default()).unwrap();
             let row = &all[i * vocab..(i + 1) * vocab];
-            let diff = row
-                .iter()
-                .zip(&out.logits[0])
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
+            let diff = crate::common::largest_difference(row, &out.logits[0]);
             assert!(diff < 1e-3, "{attention:?}: position {i} differs by {diff}");
         }
         engine.cache.end(seq);
