@@ -181,7 +181,14 @@ impl Background {
         let catalog = library.catalog();
         match request {
             Request::Index(paths) => self.index(library, &paths).await,
-            Request::Ask { chat, question } => self.ask(library, chat, &question).await,
+            Request::Ask { chat, question } => self.ask(library, chat, &question, false).await,
+            Request::ClearLlmCache => {
+                library.catalog().clear_llm_cache().await.map_err(text)?;
+                self.send(Update::LlmCache(
+                    library.catalog().llm_cache_stats().await.map_err(text)?,
+                ));
+                Ok(())
+            }
             Request::Regenerate(chat) => self.regenerate(library, chat).await,
             Request::Configure(settings) => self.configure(library, *settings).await,
             Request::Watch(folder, on) => {
@@ -317,7 +324,14 @@ impl Background {
         Ok(())
     }
 
-    async fn ask(&mut self, library: &Library, chat: Option<i64>, question: &str) -> Outcome {
+    /// Answers `question`; `fresh` asks for a new answer (Regenerate), not the cached one.
+    async fn ask(
+        &mut self,
+        library: &Library,
+        chat: Option<i64>,
+        question: &str,
+        fresh: bool,
+    ) -> Outcome {
         self.question = Some(question.to_owned());
         if self.settings.llm.is_none() {
             let response = library
@@ -339,13 +353,16 @@ impl Background {
             }
         };
         let history = catalog.messages(chat).await.map_err(text)?;
-        let answer = self.generate(library, &history, question).await?;
+        let answer = self.generate(library, &history, question, fresh).await?;
         let message = catalog
             .record_turn(chat, question, &answer)
             .await
             .map_err(text)?;
         let answered = self.answered(library, chat, message, answer);
         self.send(Update::Answered(Arc::new(answered)));
+        self.send(Update::LlmCache(
+            catalog.llm_cache_stats().await.map_err(text)?,
+        ));
         self.open_chat(library, chat).await?;
         self.send(Update::Chats(catalog.chats().await.map_err(text)?));
         Ok(())
@@ -370,7 +387,7 @@ impl Background {
             .truncate_chat(chat, last.id)
             .await
             .map_err(text)?;
-        self.ask(library, Some(chat), &question).await
+        self.ask(library, Some(chat), &question, true).await
     }
 
     async fn generate(
@@ -378,6 +395,7 @@ impl Background {
         library: &Library,
         history: &[crate::llm::Message],
         question: &str,
+        fresh: bool,
     ) -> Result<Answer, String> {
         if self.engine.is_none() {
             self.send(Update::Job(Some(Job::LoadingLlm)));
@@ -395,7 +413,11 @@ impl Background {
         self.send(Update::Job(Some(Job::Answering)));
         let engine = self.engine.as_mut().expect("loaded above");
         let config = &engine.model.config;
-        let opts = self.settings.ask_options(config.n_layer, config.n_head);
+        let mut opts = self.settings.ask_options(config.n_layer, config.n_head);
+        if fresh {
+            opts.cache = false;
+            opts.sampling.seed = new_seed();
+        }
         let (outbox, wake) = (self.outbox.clone(), self.wake.clone());
         let mut on_text = |piece: &str| {
             let _ = outbox.send(Update::AnswerText(piece.to_owned()));
@@ -598,4 +620,11 @@ impl Background {
         let point = (self.question.as_deref()).and_then(|q| self.question_point(library, q));
         self.send(Update::Space(self.space.clone(), point));
     }
+}
+
+/// A seed no earlier answer used (in practice): the clock's nanoseconds.
+fn new_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }

@@ -277,14 +277,14 @@ impl ChatView {
         }
         ui.horizontal_wrapped(|ui| {
             if let Some(meta) = &m.meta {
+                // A cached answer had no decoding speed: where it came from is said instead.
+                let speed = match meta.from_cache {
+                    Some(_) => t.from_llm_cache.to_owned(),
+                    None => format!("{:.1} tok/s", meta.tokens_per_s),
+                };
                 ui.small(format!(
-                    "{} · {:.1} tok/s · {} {:.2} s · {} {}",
-                    meta.model,
-                    meta.tokens_per_s,
-                    t.first_token,
-                    meta.first_token_s,
-                    meta.answer_tokens,
-                    t.tokens
+                    "{} · {speed} · {} {:.2} s · {} {}",
+                    meta.model, t.first_token, meta.first_token_s, meta.answer_tokens, t.tokens
                 ));
             }
             if ui.small_button(t.copy).clicked() {

@@ -35,6 +35,8 @@ pub struct Settings {
     pub k: usize,
     pub rrf_k: f32,
     pub rerank: bool,
+    /// Answer a question asked again (same sources, same settings) from the LLM cache.
+    pub llm_cache: bool,
     pub attention: AttentionKind,
     /// The layer whose attention the next answer records (the last when unset).
     pub attention_layer: Option<usize>,
@@ -69,6 +71,7 @@ impl Default for Settings {
             k: ask.sources,
             rrf_k: ask.search.rrf_k,
             rerank: true,
+            llm_cache: ask.cache,
             attention: AttentionKind::default(),
             attention_layer: None,
             projection: Method::Pca,
@@ -104,6 +107,7 @@ impl Settings {
                 layers: vec![layer],
                 heads: (0..n_head).collect(),
             },
+            cache: self.llm_cache,
         }
     }
 
@@ -145,6 +149,7 @@ impl Settings {
                 ui.add(egui::Slider::new(&mut self.rrf_k, 1.0..=200.0))
             });
             row(ui, t.reranker, |ui| ui.checkbox(&mut self.rerank, ""));
+            row(ui, t.llm_cache, |ui| ui.checkbox(&mut self.llm_cache, ""));
             row(ui, t.temperature, |ui| {
                 ui.add(egui::Slider::new(&mut self.temperature, 0.0..=2.0))
             });
@@ -205,6 +210,7 @@ mod tests {
             temperature: 0.0,
             attention_layer: Some(99),
             projection: Method::Umap,
+            llm_cache: false,
             ..Settings::default()
         };
         let text = serde_json::to_string(&settings).unwrap();
@@ -213,6 +219,7 @@ mod tests {
         let ask = back.ask_options(30, 9);
         assert_eq!((ask.sources, ask.search.k, ask.search.rrf_k), (7, 7, 12.0));
         assert_eq!(ask.search.mode, Some(Mode::Bm25));
+        assert!(!ask.cache, "the LLM cache turned off");
         assert_eq!(
             ask.capture.layers,
             vec![29],

@@ -11,7 +11,7 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use super::background::Background;
 use super::settings::Settings;
 use crate::answer::Answer;
-use crate::catalog::{ChatSummary, DocumentRow, StoredMessage};
+use crate::catalog::{ChatSummary, DocumentRow, LlmCacheStats, StoredMessage};
 use crate::gpu::GpuContext;
 use crate::ingest::reader::Reading;
 use crate::library::{IndexSummary, LibraryStatus};
@@ -28,8 +28,11 @@ pub enum Request {
         chat: Option<i64>,
         question: String,
     },
-    /// Answer the chat's last question again, replacing its answer.
+    /// Answer the chat's last question again, replacing its answer: a new answer, drawn with a
+    /// new seed, never the LLM cache's.
     Regenerate(i64),
+    /// Forget every answer in the LLM cache.
+    ClearLlmCache,
     /// Watch a folder for changes (re-indexed automatically), or stop.
     Watch(i64, bool),
     /// The settings changed: models are reloaded as needed.
@@ -155,6 +158,8 @@ pub enum Update {
     Space(Option<Arc<Space>>, Option<[f32; 2]>),
     /// Another layer's attention for the answer shown.
     Heatmap(Arc<Heatmap>),
+    /// The LLM cache after an answer, or after it was cleared.
+    LlmCache(LlmCacheStats),
     /// A finished action worth telling the user about.
     Notice(String),
     /// Something failed; the message says what and what to do.

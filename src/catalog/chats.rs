@@ -1,7 +1,7 @@
 //! Chat history: conversations and their messages.
 
-use super::Catalog;
-use crate::answer::{Answer, Source};
+use super::{Catalog, now};
+use crate::answer::{Answer, LlmCacheUse, Source};
 use crate::error::Result;
 use crate::llm::{Message, Role};
 
@@ -10,12 +10,6 @@ pub struct ChatSummary {
     pub id: i64,
     pub title: String,
     pub messages: i64,
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 impl Catalog {
@@ -90,6 +84,9 @@ pub struct AnswerMeta {
     pub tokens_per_s: f64,
     pub first_token_s: f64,
     pub answer_tokens: usize,
+    /// Given from the LLM cache: what generating it had taken, in seconds.
+    #[serde(default)]
+    pub from_cache: Option<f64>,
 }
 
 impl AnswerMeta {
@@ -99,6 +96,10 @@ impl AnswerMeta {
             tokens_per_s: answer.timings.decode_tokens_per_s,
             first_token_s: answer.timings.first_token_s,
             answer_tokens: answer.timings.answer_tokens,
+            from_cache: match answer.llm_cache {
+                LlmCacheUse::Hit { generation_s, .. } => Some(generation_s),
+                _ => None,
+            },
         }
     }
 }

@@ -3,10 +3,12 @@
 
 pub mod chats;
 mod embeddings;
+mod llm_cache;
 mod write;
 
 pub use chats::{ChatSummary, StoredMessage};
 pub use embeddings::StoredVectors;
+pub use llm_cache::{CachedAnswer, LlmCacheStats};
 pub use write::{DocWrite, FileMeta};
 
 use crate::error::{Error, Result};

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::Args;
 use glassbox::Library;
-use glassbox::answer::{self, Answer, AskOptions};
+use glassbox::answer::{self, Answer, AskOptions, LlmCacheUse};
 use glassbox::llm::tokenizer::LlmTokenizer;
 use glassbox::llm::{
     AttentionKind, CaptureSpec, Engine, EngineOptions, GenerateRequest, Message, Role,
@@ -214,6 +214,9 @@ pub struct AnswerArgs {
     pub temperature: f32,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Always run the model: neither give nor keep answers in the LLM cache.
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 impl AnswerArgs {
@@ -226,6 +229,7 @@ impl AnswerArgs {
                 seed: self.seed,
                 ..SamplingParams::default()
             },
+            cache: !self.no_cache,
             ..AskOptions::default()
         }
     }
@@ -286,6 +290,9 @@ fn print_sources(answer: &Answer) {
     for note in &answer.notes {
         println!("({note})");
     }
+    if let LlmCacheUse::Hit { generation_s, .. } = answer.llm_cache {
+        println!("(From the LLM cache: generating this answer took {generation_s:.1} s.)");
+    }
     if answer.plan.sources.is_empty() {
         println!("\nNo passages in the library matched the question.");
         return;
@@ -340,6 +347,7 @@ fn answer_json(answer: &Answer) -> serde_json::Value {
         "dropped_messages": answer.plan.dropped_messages,
         "notes": answer.notes,
         "stop": answer.stop,
+        "llm_cache": answer.llm_cache,
         "model": answer.model,
         "timings": answer.timings,
         "mode": answer.trace.mode,

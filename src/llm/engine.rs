@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::attention::{AttentionBackend, CpuAttention, FusedCpuAttention};
 use super::error::{LlmError, LlmResult};
@@ -135,7 +135,7 @@ pub struct GenerateRequest {
     pub capture: CaptureSpec,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StopReason {
     EndOfText,

@@ -395,6 +395,26 @@ fn answers_cite_sources_and_chats_persist() {
     harness.get_by_label("Delete").click_accesskit();
     step_until(&mut harness, "the chat to go", |h| !shows(h, "Regenerate"));
     assert!(chats_listed(&mut harness).is_empty());
+
+    // The first question again, in a new chat: its answer (kept across the restart) comes out
+    // of the LLM cache, and the engine panel says so. Regenerate's answer was not kept.
+    ask(&mut harness, question);
+    step_until(&mut harness, "the cached answer", |h| {
+        shows(h, "Regenerate")
+    });
+    assert!(
+        shows(&harness, "from the LLM cache"),
+        "the answer's metadata"
+    );
+    harness.get_by_label("Engine").click_accesskit();
+    step_until(&mut harness, "the cache's figures", |h| {
+        shows(h, "answers kept 2 · hits 1")
+    });
+    assert!(shows(&harness, "came out of the LLM cache"));
+    harness.get_by_label("Clear").click_accesskit();
+    step_until(&mut harness, "the cache to empty", |h| {
+        shows(h, "answers kept 0 · hits 0")
+    });
 }
 
 /// Hides the live memory figure, which differs from run to run, before a snapshot.

@@ -234,6 +234,21 @@ fn ask_and_chat_answer_from_the_library_with_sources() {
         assert!((1..=3).contains(&c.as_u64().unwrap()));
     }
     assert!(json["timings"]["first_token_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(json["llm_cache"]["use"], "miss", "{json}");
+    // Asked again (another process), the answer comes from the LLM cache; --no-cache runs the
+    // model, which says the same.
+    let again = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["ask", question, "--json", "--max-tokens", "40", "-k", "3"];
+        args.extend(extra);
+        serde_json::from_slice(&run_in(&data, &args).stdout).unwrap()
+    };
+    let cached = again(&[]);
+    assert_eq!(cached["llm_cache"]["use"], "hit", "{cached}");
+    assert_eq!(cached["llm_cache"]["hits"], 1);
+    assert_eq!(cached["answer"], json["answer"]);
+    let generated = again(&["--no-cache"]);
+    assert_eq!(generated["llm_cache"]["use"], "off", "{generated}");
+    assert_eq!(generated["answer"], json["answer"]);
     // The plain form streams the answer, then lists the sources with paths and lines.
     let out = run_in(&data, &["ask", question, "--max-tokens", "8", "-k", "2"]);
     let text = String::from_utf8_lossy(&out.stdout);

@@ -13,6 +13,7 @@ mod hfserver;
 mod incremental;
 mod korean;
 mod llm;
+mod llm_cache;
 mod llm_files;
 mod semantic;
 mod smoke;

@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use egui::{Color32, Rect, Stroke, pos2, vec2};
 
-use crate::answer::Answer;
+use crate::answer::{Answer, LlmCacheUse};
 use crate::app::text::Strings;
+use crate::catalog::LlmCacheStats;
 
 const USED: Color32 = Color32::from_rgb(70, 150, 230);
 const SHARED: Color32 = Color32::from_rgb(170, 90, 220);
@@ -18,21 +19,51 @@ const PREFILL: Color32 = Color32::from_rgb(230, 150, 40);
 #[derive(Default)]
 pub struct EnginePanel {
     pub answer: Option<Arc<Answer>>,
+    /// The library's LLM cache, as it stood after the last answer.
+    pub llm_cache: Option<LlmCacheStats>,
 }
 
 impl EnginePanel {
-    pub fn ui(&self, ui: &mut egui::Ui, t: &Strings) {
+    /// Draws the panel; says whether the user asked to clear the LLM cache.
+    pub fn ui(&self, ui: &mut egui::Ui, t: &Strings) -> bool {
         let Some(a) = &self.answer else {
             ui.weak(t.nothing_yet);
-            return;
+            return false;
         };
+        let mut clear = false;
         egui::ScrollArea::vertical().show(ui, |ui| {
             self.timings(ui, t, a);
+            ui.separator();
+            clear = self.llm_cache(ui, t, a);
             ui.separator();
             timeline(ui, t, a);
             ui.separator();
             block_map(ui, t, a);
         });
+        clear
+    }
+
+    /// Whether this answer came from the LLM cache, and the cache as a whole.
+    fn llm_cache(&self, ui: &mut egui::Ui, t: &Strings, a: &Answer) -> bool {
+        ui.strong(t.llm_cache);
+        let [hit, miss, off] = t.llm_cache_use;
+        ui.label(match a.llm_cache {
+            LlmCacheUse::Hit { generation_s, .. } => format!("{hit} {generation_s:.2} s."),
+            LlmCacheUse::Miss => miss.to_owned(),
+            LlmCacheUse::Off => off.to_owned(),
+        });
+        let Some(stats) = self.llm_cache else {
+            return false;
+        };
+        let [answers, hits, saved] = t.llm_cache_stats;
+        ui.horizontal_wrapped(|ui| {
+            ui.label(format!(
+                "{answers} {} · {hits} {} · {saved} {:.1} s",
+                stats.answers, stats.hits, stats.saved_s
+            ));
+            stats.answers > 0 && ui.small_button(t.clear).clicked()
+        })
+        .inner
     }
 
     fn timings(&self, ui: &mut egui::Ui, t: &Strings, a: &Answer) {

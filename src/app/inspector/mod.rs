@@ -77,6 +77,7 @@ impl InspectorView {
             }
             Update::Answered(a) => self.follow_answer(a),
             Update::Heatmap(map) => self.attention.show_layer(map.clone()),
+            Update::LlmCache(stats) => self.engine.llm_cache = Some(*stats),
             Update::Failed(_) => self.attention.stop_waiting(),
             Update::Space(space, question) => self.space.set(space.clone(), *question),
             _ => {}
@@ -153,7 +154,11 @@ impl InspectorView {
                     worker.send(Request::Read(chunk));
                 }
             }
-            Tab::Engine => self.engine.ui(ui, t),
+            Tab::Engine => {
+                if self.engine.ui(ui, t) {
+                    worker.send(Request::ClearLlmCache);
+                }
+            }
         }
     }
 }
