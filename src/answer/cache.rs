@@ -69,7 +69,7 @@ pub(super) async fn answer(
 ) -> Result<Answer> {
     let key = key(engine, &prompt.request);
     if let Some(cached) = catalog.cached_answer(&key).await? {
-        return from_cache(engine, prompt, cached, on_text);
+        return Ok(from_cache(engine, prompt, cached, on_text));
     }
     let started = Instant::now();
     let mut answer = prompt.generate(engine, cancel, on_text)?;
@@ -93,28 +93,21 @@ pub(super) async fn answer(
     Ok(answer)
 }
 
-/// The cached answer, as if generated. The attention it asks to record is computed again (one
-/// pass over prompt and answer, far cheaper than generating), so the attention panel still shows
-/// what the model does with this prompt.
+/// The cached answer, as if generated, but with no attention recorded: the model did not run.
+/// Whoever shows it runs `Engine::attention_of` over the prompt and answer tokens (one pass, as
+/// for a prompt) when it is wanted, after the text is on screen.
 fn from_cache(
-    engine: &mut Engine,
+    engine: &Engine,
     prompt: Prompt,
     cached: CachedAnswer,
     on_text: &mut dyn FnMut(&str),
-) -> Result<Answer> {
+) -> Answer {
     on_text(&cached.text);
-    let capture = prompt.request.capture.clone();
-    // The tokens generation ran: the prompt and every answer token but the last.
-    let mut tokens = prompt.plan.ids.clone();
-    tokens.extend(&cached.ids[..cached.ids.len().saturating_sub(1)]);
     let hit = LlmCacheUse::Hit {
         generation_s: cached.generation_s,
         hits: cached.hits,
     };
     let mut answer = prompt.answer(engine, cached.text, cached.ids, cached.stop);
-    if !capture.layers.is_empty() && !capture.heads.is_empty() {
-        answer.attention = engine.attention_of(&tokens, &capture)?;
-    }
     answer.llm_cache = hit;
-    Ok(answer)
+    answer
 }

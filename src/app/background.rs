@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use super::settings::Settings;
 use super::worker::{Answered, IndexProgress, Job, Request, Update};
 use crate::Library;
-use crate::answer::Answer;
+use crate::answer::{Answer, LlmCacheUse};
 use crate::catalog::chats::to_markdown;
 use crate::library::watch::FolderWatcher;
 use crate::library::{IndexOptions, Progress};
@@ -359,13 +359,18 @@ impl Background {
             .await
             .map_err(text)?;
         let answered = self.answered(library, chat, message, answer);
+        let pending = answered.attention_pending;
         self.send(Update::Answered(Arc::new(answered)));
         self.send(Update::LlmCache(
             catalog.llm_cache_stats().await.map_err(text)?,
         ));
         self.open_chat(library, chat).await?;
         self.send(Update::Chats(catalog.chats().await.map_err(text)?));
-        Ok(())
+        // A cached answer is on screen already; its attention follows (one pass, not a decode).
+        match pending {
+            Some(layer) => self.recompute_attention(message, layer),
+            None => Ok(()),
+        }
     }
 
     async fn regenerate(&mut self, library: &Library, chat: i64) -> Outcome {
@@ -490,9 +495,18 @@ impl Background {
             prompt_len: answer.plan.prompt_tokens,
         };
         let pieces = |ids: &[u32]| ids.iter().map(|&id| engine.tokenizer.piece(id)).collect();
+        // The model did not run for a cached answer: the layer to record is run afterwards.
+        let attention_pending = matches!(answer.llm_cache, LlmCacheUse::Hit { .. }).then(|| {
+            let capture = self
+                .settings
+                .ask_options(config.n_layer, config.n_head)
+                .capture;
+            capture.layers[0]
+        });
         let answered = Answered {
             chat,
             message,
+            attention_pending,
             heatmap: Arc::new(heatmap),
             prompt_pieces: pieces(&answer.plan.ids),
             answer_pieces: pieces(&answer.ids),

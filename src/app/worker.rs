@@ -126,6 +126,9 @@ pub struct Answered {
     pub n_kv_head: usize,
     /// Where the question lands in the embedding space, when it has been projected.
     pub question_point: Option<[f32; 2]>,
+    /// A cached answer comes without attention: this layer's is being computed, and comes as
+    /// an `Update::Heatmap`.
+    pub attention_pending: Option<usize>,
 }
 
 pub enum Update {

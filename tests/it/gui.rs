@@ -406,6 +406,11 @@ fn answers_cite_sources_and_chats_persist() {
         shows(&harness, "from the LLM cache"),
         "the answer's metadata"
     );
+    // Its attention is computed after it is shown (the model did not run for it).
+    harness.get_by_label("Attention").click_accesskit();
+    step_until(&mut harness, "the cached answer's attention", |h| {
+        shows(h, "Rows: answer tokens")
+    });
     harness.get_by_label("Engine").click_accesskit();
     step_until(&mut harness, "the cache's figures", |h| {
         shows(h, "answers kept 2 · hits 1")

@@ -1,5 +1,5 @@
 //! The LLM cache over a real library and the real model: a question asked again is answered
-//! from the cache (exactly what the model would say, with its attention computed again), and
+//! from the cache (exactly what the model would say; its attention can be computed again), and
 //! anything that would change the answer (an edited source, another token budget, a cancelled
 //! run) is a miss.
 
@@ -72,9 +72,17 @@ async fn a_question_asked_again_comes_from_the_llm_cache_until_its_sources_chang
     assert_eq!(streamed, first.text);
     assert_eq!(again.stop, first.stop);
     assert!(again.token_times.is_empty(), "no token was decoded");
-    // The attention panel still shows the model's attention: computed again, it matches what
-    // generation recorded (positions of the prompt and of every answer token).
-    let (recorded, recomputed) = (rows(&first), rows(&again));
+    assert!(again.attention.is_empty(), "the model did not run");
+    // What the window does for the attention panel: one pass over the prompt and the answer
+    // matches what generation recorded (rows of the prompt and of every answer token).
+    let mut tokens = again.plan.ids.clone();
+    tokens.extend(&again.ids[..again.ids.len() - 1]);
+    let recomputed = engine.attention_of(&tokens, &opts.capture).unwrap();
+    let recomputed = Answer {
+        attention: recomputed,
+        ..again.clone()
+    };
+    let (recorded, recomputed) = (rows(&first), rows(&recomputed));
     let answer_rows = |r: &HashMap<_, _>| {
         r.keys()
             .filter(|&&(_, _, pos)| pos >= first.plan.prompt_tokens)

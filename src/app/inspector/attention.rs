@@ -45,7 +45,7 @@ impl AttentionPanel {
         (self.n_layer, self.n_head, self.n_kv_head) = (a.n_layer, a.n_head, a.n_kv_head);
         self.token = 0;
         self.texture = None;
-        self.pending = None;
+        self.pending = a.attention_pending;
     }
 
     /// The worker failed (the message is in the status bar): no layer is on its way.
@@ -62,7 +62,10 @@ impl AttentionPanel {
 
     pub fn ui(&mut self, ui: &mut egui::Ui, t: &Strings, settings: &mut Settings, worker: &Worker) {
         if self.map.answer_len() == 0 {
-            ui.weak(t.nothing_yet);
+            match self.pending {
+                Some(layer) => ui.weak(format!("{} {layer}", t.recomputing_layer)),
+                None => ui.weak(t.nothing_yet),
+            };
             return;
         }
         egui::ScrollArea::vertical().show(ui, |ui| {
