@@ -12,6 +12,7 @@ use serde::Serialize;
 use super::{Answer, Prompt};
 use crate::catalog::{CachedAnswer, Catalog};
 use crate::error::Result;
+use crate::ingest::walk::mtime_ns;
 use crate::llm::{Engine, GenerateRequest, StopReason};
 
 /// Changed whenever what goes into a key changes, so an old entry never answers a new prompt.
@@ -40,9 +41,7 @@ pub fn key(engine: &Engine, request: &GenerateRequest) -> String {
     // The same name may later hold another file: its size and time tell them apart.
     if let Ok(meta) = std::fs::metadata(path) {
         hash.update(&meta.len().to_le_bytes());
-        let modified = meta.modified().ok();
-        let since_epoch = modified.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
-        hash.update(&since_epoch.unwrap_or_default().as_nanos().to_le_bytes());
+        hash.update(&mtime_ns(&meta).to_le_bytes());
     }
     hash.update(b"\0");
     hash.update(engine.attention_name().as_bytes());

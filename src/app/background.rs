@@ -477,7 +477,12 @@ impl Background {
             .expect("an answer comes from a loaded engine");
         let config = &engine.model.config;
         let attention = std::mem::take(&mut answer.attention);
-        let layer = attention.first().map_or(0, |r| r.layer);
+        let asked = self
+            .settings
+            .ask_options(config.n_layer, config.n_head)
+            .capture
+            .layers[0];
+        let layer = attention.first().map_or(asked, |r| r.layer);
         let heatmap = Heatmap::new(
             layer,
             answer.plan.prompt_tokens,
@@ -495,14 +500,9 @@ impl Background {
             prompt_len: answer.plan.prompt_tokens,
         };
         let pieces = |ids: &[u32]| ids.iter().map(|&id| engine.tokenizer.piece(id)).collect();
-        // The model did not run for a cached answer: the layer to record is run afterwards.
-        let attention_pending = matches!(answer.llm_cache, LlmCacheUse::Hit { .. }).then(|| {
-            let capture = self
-                .settings
-                .ask_options(config.n_layer, config.n_head)
-                .capture;
-            capture.layers[0]
-        });
+        // The model did not run for a cached answer: its layer is run afterwards.
+        let attention_pending =
+            matches!(answer.llm_cache, LlmCacheUse::Hit { .. }).then_some(layer);
         let answered = Answered {
             chat,
             message,

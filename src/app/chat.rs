@@ -278,9 +278,10 @@ impl ChatView {
         ui.horizontal_wrapped(|ui| {
             if let Some(meta) = &m.meta {
                 // A cached answer had no decoding speed: where it came from is said instead.
-                let speed = match meta.from_cache {
-                    Some(_) => t.from_llm_cache.to_owned(),
-                    None => format!("{:.1} tok/s", meta.tokens_per_s),
+                let speed = if meta.from_cache {
+                    t.from_llm_cache.to_owned()
+                } else {
+                    format!("{:.1} tok/s", meta.tokens_per_s)
                 };
                 ui.small(format!(
                     "{} · {speed} · {} {:.2} s · {} {}",

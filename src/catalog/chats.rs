@@ -84,9 +84,9 @@ pub struct AnswerMeta {
     pub tokens_per_s: f64,
     pub first_token_s: f64,
     pub answer_tokens: usize,
-    /// Given from the LLM cache: what generating it had taken, in seconds.
+    /// Given from the LLM cache (so it has no decoding speed).
     #[serde(default)]
-    pub from_cache: Option<f64>,
+    pub from_cache: bool,
 }
 
 impl AnswerMeta {
@@ -96,10 +96,7 @@ impl AnswerMeta {
             tokens_per_s: answer.timings.decode_tokens_per_s,
             first_token_s: answer.timings.first_token_s,
             answer_tokens: answer.timings.answer_tokens,
-            from_cache: match answer.llm_cache {
-                LlmCacheUse::Hit { generation_s, .. } => Some(generation_s),
-                _ => None,
-            },
+            from_cache: matches!(answer.llm_cache, LlmCacheUse::Hit { .. }),
         }
     }
 }

@@ -58,6 +58,7 @@ impl Catalog {
     /// Keeps `answer` under `key` (replacing what was there).
     pub async fn store_answer(&self, key: &str, model: &str, answer: &CachedAnswer) -> Result<()> {
         let json = |v: serde_json::Result<String>| v.expect("ids and stop reasons serialise");
+        let at = now();
         sqlx::query(
             "INSERT OR REPLACE INTO llm_cache
              (key, model, answer, ids, stop, generation_s, hits, created_at, used_at)
@@ -69,8 +70,8 @@ impl Catalog {
         .bind(json(serde_json::to_string(&answer.ids)))
         .bind(json(serde_json::to_string(&answer.stop)))
         .bind(answer.generation_s)
-        .bind(now())
-        .bind(now())
+        .bind(at)
+        .bind(at)
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -26,6 +26,13 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// A library in `dir`/data with `folder` indexed (default options).
+pub async fn indexed_library(dir: &Path, folder: &Path) -> Library {
+    let library = Library::open(&dir.join("data")).await.unwrap();
+    index(&library, &[folder.to_owned()]).await;
+    library
+}
+
 pub async fn index(library: &Library, paths: &[PathBuf]) -> IndexSummary {
     library
         .index(paths, &IndexOptions::default(), &|_| {})

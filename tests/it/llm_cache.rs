@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicBool;
 use glassbox::Library;
 use glassbox::answer::{Answer, AskOptions, LlmCacheUse, ask};
 use glassbox::catalog::{CachedAnswer, Catalog, LlmCacheStats};
-use glassbox::llm::{AttentionKind, CaptureSpec, Engine, StopReason};
+use glassbox::llm::{AttentionKind, AttnRecord, CaptureSpec, Engine, StopReason};
 
 const QUESTION: &str = "How do you revive a neglected sourdough starter?";
 
@@ -29,9 +29,8 @@ async fn ask_with(
 }
 
 /// Attention rows by (layer, head, position).
-fn rows(answer: &Answer) -> HashMap<(usize, usize, usize), &[f32]> {
-    answer
-        .attention
+fn rows(records: &[AttnRecord]) -> HashMap<(usize, usize, usize), &[f32]> {
+    records
         .iter()
         .map(|r| ((r.layer, r.row.head, r.row.pos), r.row.probs.as_slice()))
         .collect()
@@ -42,8 +41,7 @@ async fn a_question_asked_again_comes_from_the_llm_cache_until_its_sources_chang
     let dir = tempfile::tempdir().unwrap();
     let corpus = dir.path().join("corpus");
     crate::common::copy_dir(&crate::common::data("en-corpus"), &corpus);
-    let library = Library::open(&dir.path().join("data")).await.unwrap();
-    crate::common::index(&library, std::slice::from_ref(&corpus)).await;
+    let library = crate::common::indexed_library(dir.path(), &corpus).await;
     let mut engine = crate::llm::engine(AttentionKind::CpuFused);
     let config = engine.model.config.clone();
     let opts = AskOptions {
@@ -78,11 +76,7 @@ async fn a_question_asked_again_comes_from_the_llm_cache_until_its_sources_chang
     let mut tokens = again.plan.ids.clone();
     tokens.extend(&again.ids[..again.ids.len() - 1]);
     let recomputed = engine.attention_of(&tokens, &opts.capture).unwrap();
-    let recomputed = Answer {
-        attention: recomputed,
-        ..again.clone()
-    };
-    let (recorded, recomputed) = (rows(&first), rows(&recomputed));
+    let (recorded, recomputed) = (rows(&first.attention), rows(&recomputed));
     let answer_rows = |r: &HashMap<_, _>| {
         r.keys()
             .filter(|&&(_, _, pos)| pos >= first.plan.prompt_tokens)
@@ -132,8 +126,8 @@ async fn a_question_asked_again_comes_from_the_llm_cache_until_its_sources_chang
 #[tokio::test]
 async fn a_cancelled_answer_is_not_kept() {
     let dir = tempfile::tempdir().unwrap();
-    let library = Library::open(&dir.path().join("data")).await.unwrap();
-    crate::common::index(&library, &[crate::common::data("en-corpus")]).await;
+    let library =
+        crate::common::indexed_library(dir.path(), &crate::common::data("en-corpus")).await;
     let mut engine = crate::llm::engine(AttentionKind::CpuFused);
     let opts = AskOptions {
         sources: 2,

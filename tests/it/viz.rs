@@ -1,7 +1,6 @@
 //! The learner panels' numbers, computed from a real answer: a real library, the real model
 //! answering with attention captured, and the real retrieval trace.
 
-use glassbox::Library;
 use glassbox::answer::{AskOptions, ask};
 use glassbox::llm::{AttentionKind, CaptureSpec};
 use glassbox::viz::attention::{bin, gqa_groups, mean, rollup};
@@ -10,8 +9,8 @@ use glassbox::viz::retrieval::{Fate, journeys};
 #[tokio::test]
 async fn an_answer_shows_where_its_attention_went_and_how_its_sources_were_chosen() {
     let dir = tempfile::tempdir().unwrap();
-    let library = Library::open(&dir.path().join("data")).await.unwrap();
-    crate::common::index(&library, &[crate::common::data("en-corpus")]).await;
+    let library =
+        crate::common::indexed_library(dir.path(), &crate::common::data("en-corpus")).await;
     let mut engine = crate::llm::engine(AttentionKind::CpuFused);
     let config = engine.model.config.clone();
     let last = config.n_layer - 1;
