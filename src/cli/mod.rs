@@ -4,6 +4,7 @@ mod llm;
 mod models;
 mod output;
 mod progress;
+mod quantize;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -69,6 +70,9 @@ enum Command {
     Generate(llm::GenerateArgs),
     /// Token ids and pieces of a text under the model's tokenizer.
     Tokenize(llm::TokenizeArgs),
+    /// Write a GGUF model in another quantization (q4_0, q4_1, q8_0, q4_k_m, q5_k_m, q6_k),
+    /// tensor by tensor as llama.cpp's llama-quantize does.
+    Quantize(quantize::QuantizeArgs),
     /// What a concept means (BM25, RRF, KV cache, ...), in Korean or English; all of them
     /// when none is named.
     Explain {
@@ -196,6 +200,7 @@ async fn run(
             return bench::run(bench, flags.embedder.as_deref(), &flags.llm).await;
         }
         Command::Tokenize(args) => return llm::tokenize(&flags.llm, &args),
+        Command::Quantize(args) => return quantize::run(&args),
         Command::Explain {
             concept,
             lang,
@@ -257,6 +262,7 @@ async fn run(
         }
         Command::Bench(_)
         | Command::Tokenize(_)
+        | Command::Quantize(_)
         | Command::Generate(_)
         | Command::Explain { .. } => {
             unreachable!("handled above")

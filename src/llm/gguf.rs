@@ -121,6 +121,12 @@ impl Gguf {
         self.content.tensor_infos.keys()
     }
 
+    /// A tensor's type and shape (outermost first), without reading its bytes.
+    pub fn tensor_layout(&self, name: &str) -> Option<(GgmlDType, &[usize])> {
+        let info = self.content.tensor_infos.get(name)?;
+        Some((info.ggml_dtype, info.shape.dims()))
+    }
+
     /// The raw bytes of a tensor.
     pub fn raw(&mut self, name: &str) -> LlmResult<RawTensor> {
         let info = self
