@@ -494,11 +494,13 @@ fn a_qwen2_file_loads_and_runs() {
 }
 
 /// A SentencePiece (`llama`) vocabulary: words with their leading `▁`, BOS added by default.
+/// Pieces merge pairwise, so each prefix of a word is a piece too.
 #[test]
 fn a_sentencepiece_vocabulary_tokenizes() {
     let dir = tempfile::tempdir().unwrap();
     let pieces = [
-        "<unk>", "<s>", "</s>", "▁hello", "▁world", "▁", "h", "e", "l", "o", "w", "r", "d",
+        "<unk>", "<s>", "</s>", "▁hello", "▁world", "▁", "h", "e", "l", "o", "w", "r", "d", "▁h",
+        "▁he", "▁hel", "▁hell", "▁w", "▁wo", "▁wor", "▁worl",
     ];
     let strings =
         |v: &[&str]| Value::Array(v.iter().map(|s| Value::String(s.to_string())).collect());

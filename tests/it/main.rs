@@ -17,4 +17,5 @@ mod llm_cache;
 mod llm_files;
 mod semantic;
 mod smoke;
+mod tokenizer;
 mod viz;
