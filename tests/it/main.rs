@@ -15,6 +15,7 @@ mod korean;
 mod llm;
 mod llm_cache;
 mod llm_files;
+mod quantize;
 mod semantic;
 mod smoke;
 mod tokenizer;

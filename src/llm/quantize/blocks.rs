@@ -9,12 +9,14 @@ use rayon::prelude::*;
 use super::{kquants, legacy};
 
 /// How one ggml type stores values: `elems` values per block of `bytes` bytes, written by
-/// `write` (which gets exactly one block of values and one block of output).
+/// `write` (which gets exactly one block of values and one block of output); `halves` are the
+/// offsets of the block's f16 fields (scales, minimums).
 #[derive(Clone, Copy)]
 pub struct BlockFormat {
     pub elems: usize,
     pub bytes: usize,
     write: WriteBlock,
+    halves: &'static [usize],
 }
 
 /// Writes one block of values as one block of bytes.
@@ -22,22 +24,23 @@ type WriteBlock = fn(&[f32], &mut [u8]);
 
 /// The types the quantizer can write; `None` for the others.
 pub fn block_format(dtype: GgmlDType) -> Option<BlockFormat> {
-    let (elems, bytes, write): (usize, usize, WriteBlock) = match dtype {
-        GgmlDType::F16 => (1, 2, write_f16),
-        GgmlDType::Q4_0 => (32, 18, legacy::q4_0),
-        GgmlDType::Q4_1 => (32, 20, legacy::q4_1),
-        GgmlDType::Q5_0 => (32, 22, legacy::q5_0),
-        GgmlDType::Q5_1 => (32, 24, legacy::q5_1),
-        GgmlDType::Q8_0 => (32, 34, legacy::q8_0),
-        GgmlDType::Q4K => (256, 144, kquants::q4_k),
-        GgmlDType::Q5K => (256, 176, kquants::q5_k),
-        GgmlDType::Q6K => (256, 210, kquants::q6_k),
+    let (elems, bytes, write, halves): (usize, usize, WriteBlock, &[usize]) = match dtype {
+        GgmlDType::F16 => (1, 2, write_f16, &[0]),
+        GgmlDType::Q4_0 => (32, 18, legacy::q4_0, &[0]),
+        GgmlDType::Q4_1 => (32, 20, legacy::q4_1, &[0, 2]),
+        GgmlDType::Q5_0 => (32, 22, legacy::q5_0, &[0]),
+        GgmlDType::Q5_1 => (32, 24, legacy::q5_1, &[0, 2]),
+        GgmlDType::Q8_0 => (32, 34, legacy::q8_0, &[0]),
+        GgmlDType::Q4K => (256, 144, kquants::q4_k, &[0, 2]),
+        GgmlDType::Q5K => (256, 176, kquants::q5_k, &[0, 2]),
+        GgmlDType::Q6K => (256, 210, kquants::q6_k, &[208]),
         _ => return None,
     };
     Some(BlockFormat {
         elems,
         bytes,
         write,
+        halves,
     })
 }
 
@@ -58,6 +61,18 @@ pub fn quantize_values(dtype: GgmlDType, values: &[f32]) -> Option<Vec<u8>> {
         .with_min_len(per_task)
         .for_each(|(block, bytes)| (format.write)(block, bytes));
     Some(out)
+}
+
+/// The first block of `bytes` (written as `dtype`) with an infinite or NaN f16 field: values too
+/// large for the type, which llama-quantize refuses too (ggml_validate_row_data).
+pub fn first_non_finite(dtype: GgmlDType, bytes: &[u8]) -> Option<usize> {
+    let format = block_format(dtype)?;
+    bytes.chunks(format.bytes).position(|block| {
+        format
+            .halves
+            .iter()
+            .any(|&at| !fp16_value([block[at], block[at + 1]]).is_finite())
+    })
 }
 
 fn write_f16(value: &[f32], out: &mut [u8]) {

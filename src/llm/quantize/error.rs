@@ -22,6 +22,15 @@ pub enum QuantizeError {
         dtype: String,
     },
     #[error(
+        "{path}: tensor `{tensor}` has values too large for {dtype} (block {block} gets an infinite or NaN scale), as llama-quantize also finds; choose a type with more range, e.g. q8_0"
+    )]
+    Overflow {
+        path: PathBuf,
+        tensor: String,
+        dtype: String,
+        block: usize,
+    },
+    #[error(
         "cannot write {path}: {source}. Check that the folder exists, is writable and has room"
     )]
     Write {

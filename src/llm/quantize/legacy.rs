@@ -36,14 +36,14 @@ pub fn q5_0(x: &[f32], out: &mut [u8]) {
 }
 
 /// 5 bits with a minimum: d = (max - min) / 31. ggml does not clamp here (the top value lands on
-/// 31 exactly); the cast to u8 does what C's conversion does for the values that can occur.
+/// 31 exactly).
 pub fn q5_1(x: &[f32], out: &mut [u8]) {
     let (min, max) = min_max(x);
     let d = (max - min) / 31.0;
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     out[..2].copy_from_slice(&fp16(d));
     out[2..4].copy_from_slice(&fp16(min));
-    let level = |v: f32| ((v - min) * id + 0.5) as u8;
+    let level = |v: f32| truncate_i8((v - min) * id + 0.5) as u8;
     pack_five_bits(x, &mut out[4..24], level);
 }
 
@@ -57,13 +57,17 @@ pub fn q8_0(x: &[f32], out: &mut [u8]) {
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     out[..2].copy_from_slice(&fp16(d));
     for (q, &v) in out[2..34].iter_mut().zip(x) {
-        *q = ((v * id).round() as i8) as u8;
+        *q = truncate_i8((v * id).round()) as u8;
     }
 }
 
-/// C's float to int8_t conversion for the in-range values these quantizers produce.
+/// C's float to int8_t conversion as x86 builds of ggml do it: truncate to 32 bits, where NaN and
+/// values out of range become i32::MIN (cvttss2si's "integer indefinite"), and keep the low byte.
+/// It matters for blocks of subnormal values, whose inverse scale overflows to infinity: there
+/// ggml writes 0 where Rust's saturating cast would write ±127.
 fn truncate_i8(v: f32) -> i8 {
-    v as i8
+    let in_range = (-2_147_483_648.0..2_147_483_648.0).contains(&v);
+    (if in_range { v as i32 } else { i32::MIN }) as i8
 }
 
 /// The scan of the `_1` types: min from +FLT_MAX down, max from -FLT_MAX up.

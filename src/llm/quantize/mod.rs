@@ -217,7 +217,16 @@ fn tensor_data(gguf: &mut Gguf, planned: &Planned) -> QuantizeResult<Vec<u8>> {
         .and_then(|t| t.to_vec1::<f32>())
         .map_err(|_| unreadable())?;
     // The rules only choose types `quantize_values` writes, for rows of whole blocks.
-    quantize_values(planned.entry.dtype, &values).ok_or_else(unreadable)
+    let bytes = quantize_values(planned.entry.dtype, &values).ok_or_else(unreadable)?;
+    match blocks::first_non_finite(planned.entry.dtype, &bytes) {
+        Some(block) => Err(QuantizeError::Overflow {
+            path: gguf.path().to_owned(),
+            tensor: planned.entry.name.clone(),
+            dtype: format!("{:?}", planned.entry.dtype),
+            block,
+        }),
+        None => Ok(bytes),
+    }
 }
 
 fn temporary_path(output: &Path) -> PathBuf {
