@@ -226,7 +226,7 @@ fn fallback(chosen: GgmlDType, row: usize) -> GgmlDType {
 }
 
 /// The `N` of a `blk.N.` name, read as C's `sscanf("blk.%d.")` reads it.
-pub fn block_number(name: &str) -> Option<i64> {
+fn block_number(name: &str) -> Option<i64> {
     let rest = name.strip_prefix("blk.")?;
     let end = rest
         .char_indices()

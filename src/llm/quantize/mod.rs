@@ -26,7 +26,7 @@ use super::gguf_write::{
 };
 pub use blocks::quantize_values;
 pub use error::{QuantizeError, QuantizeResult};
-pub use mixture::{Mixture, block_number};
+pub use mixture::Mixture;
 use mixture::{ModelFacts, Planner, loader_order};
 
 /// Where a run is, after each tensor: `done` of `total` tensors, `bytes_done` of `bytes_total`
