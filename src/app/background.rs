@@ -458,7 +458,11 @@ impl Background {
         self.send(Update::Attention {
             device,
             backend: engine.attention_name(),
-            notice: engine.attention_notice(),
+            // The top bar also says which weight types run on slower kernels.
+            notice: [engine.attention_notice(), engine.quant_notice()]
+                .into_iter()
+                .flatten()
+                .reduce(|a, b| format!("{a}; {b}")),
         });
     }
 

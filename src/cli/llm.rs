@@ -39,7 +39,10 @@ impl LlmFlags {
         };
         let engine =
             Engine::load(&path, &options).with_context(|| format!("loading {}", path.display()))?;
-        if let Some(notice) = engine.attention_notice() {
+        for notice in [engine.attention_notice(), engine.quant_notice()]
+            .into_iter()
+            .flatten()
+        {
             eprintln!("note: {notice}");
         }
         Ok(engine)

@@ -232,6 +232,22 @@ impl Engine {
             .or_else(|| self.backend.notice())
     }
 
+    /// The GGUF types of this model that run on candle's kernels instead of ours.
+    pub fn candle_tensors(&self) -> Vec<String> {
+        self.model.candle_types()
+    }
+
+    /// A one-line notice naming the types that run on candle's slower kernels, if any.
+    pub fn quant_notice(&self) -> Option<String> {
+        let types = self.candle_tensors();
+        (!types.is_empty()).then(|| {
+            format!(
+                "{} run on candle's generic kernels (slower than ours for Q4_0-Q8_0 and K-quants)",
+                types.join(", ")
+            )
+        })
+    }
+
     pub fn threads(&self) -> usize {
         self.pool.current_num_threads()
     }

@@ -1,4 +1,5 @@
-//! Linear layers: our kernels for Q4_0/Q4_1/Q8_0, candle's QMatMul for every other GGUF type.
+//! Linear layers: our kernels for Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 and Q4_K/Q5_K/Q6_K, candle's QMatMul
+//! for every other GGUF type (named by `candle_types`, so the engine can say which run slower).
 
 use candle_core::quantized::{GgmlDType, QMatMul};
 use candle_core::{Device, Module, Tensor};
@@ -11,6 +12,7 @@ pub enum Linear {
     Own(QWeight),
     Candle {
         mm: QMatMul,
+        dtype: GgmlDType,
         rows: usize,
         cols: usize,
         bytes: usize,
@@ -46,6 +48,7 @@ impl Linear {
         let q = g.qtensor(name)?;
         Ok(Linear::Candle {
             mm: QMatMul::from_qtensor(q)?,
+            dtype: raw.dtype,
             rows,
             cols,
             bytes,
@@ -83,6 +86,15 @@ impl Linear {
             Linear::Own(w) => w.cols,
             Linear::Candle { cols, .. } => *cols,
             Linear::Concat(p) => p.first().map_or(0, Linear::cols),
+        }
+    }
+
+    /// The GGUF types of this layer that run on candle's kernels instead of ours.
+    pub fn candle_types(&self) -> Vec<GgmlDType> {
+        match self {
+            Linear::Own(_) => Vec::new(),
+            Linear::Candle { dtype, .. } => vec![*dtype],
+            Linear::Concat(p) => p.iter().flat_map(Linear::candle_types).collect(),
         }
     }
 
@@ -128,6 +140,7 @@ pub enum Embedding {
     Own(QWeight),
     Candle {
         mm: QMatMul,
+        dtype: GgmlDType,
         rows: usize,
         cols: usize,
     },
@@ -139,9 +152,17 @@ impl Embedding {
             Linear::Own(w) => Ok(Embedding::Own(w)),
             other => Ok(Embedding::Candle {
                 mm: QMatMul::from_qtensor(g.qtensor(name)?)?,
+                dtype: other.candle_types()[0],
                 rows: other.rows(),
                 cols: other.cols(),
             }),
+        }
+    }
+
+    pub fn candle_types(&self) -> Vec<GgmlDType> {
+        match self {
+            Embedding::Own(_) => Vec::new(),
+            Embedding::Candle { dtype, .. } => vec![*dtype],
         }
     }
 

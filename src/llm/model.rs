@@ -168,6 +168,23 @@ impl Model {
         self.weight_bytes
     }
 
+    /// The GGUF types (each named once) of the matrices that run on candle's slower kernels
+    /// because ours do not cover them.
+    pub fn candle_types(&self) -> Vec<String> {
+        let mut types: Vec<String> = self
+            .layers
+            .iter()
+            .flat_map(|l| [&l.qkv, &l.out, &l.gate_up, &l.down])
+            .chain([&self.output])
+            .flat_map(Linear::candle_types)
+            .chain(self.embed.candle_types())
+            .map(|t| format!("{t:?}"))
+            .collect();
+        types.sort();
+        types.dedup();
+        types
+    }
+
     /// Run `steps` through the model, appending their tokens to their sequences in `cache`.
     pub fn forward(
         &self,

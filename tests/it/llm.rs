@@ -87,8 +87,12 @@ const NEAR_TIE: f32 = 0.05;
 /// Greedy continuations must equal llama.cpp's for at least 16 tokens; where they part, the
 /// two best logits of llama.cpp's choice must be a near-tie (reported with its gap).
 fn greedy_matches(attention: AttentionKind) {
-    let mut engine = engine(attention);
-    for case in reference()["greedy"].as_array().unwrap() {
+    greedy_matches_file(&mut engine(attention), reference());
+}
+
+/// `greedy_matches` for any model file and llama.cpp's reference continuations of it.
+pub fn greedy_matches_file(engine: &mut Engine, reference: &Value) {
+    for case in reference["greedy"].as_array().unwrap() {
         let prompt = ids(&case["prompt_ids"]);
         let expected = ids(&case["continuation_ids"]);
         let req = GenerateRequest {
@@ -141,6 +145,29 @@ fn greedy_matches(attention: AttentionKind) {
 #[test]
 fn greedy_generation_follows_llama_cpp_with_reference_attention() {
     greedy_matches(AttentionKind::Cpu);
+    let (same, total) = teacher_forced_agreement(&mut engine(AttentionKind::Cpu), reference());
+    eprintln!("Q4_1: llama.cpp's greedy token is our top token at {same} of {total} positions");
+    assert!(same as f32 >= 0.95 * total as f32, "{same} of {total}");
+}
+
+/// At each position of llama.cpp's greedy continuations (teacher-forced: prompt and the
+/// continuation so far), whether our top token is the one llama.cpp chose: (same, total).
+pub fn teacher_forced_agreement(engine: &mut Engine, reference: &Value) -> (usize, usize) {
+    let (mut same, mut total) = (0, 0);
+    for case in reference["greedy"].as_array().unwrap() {
+        let prompt = ids(&case["prompt_ids"]);
+        let expected = ids(&case["continuation_ids"]);
+        let mut text = prompt.clone();
+        text.extend(&expected);
+        let logits = engine.logits(&text, true).unwrap();
+        let vocab = logits.len() / text.len();
+        for (i, next) in expected.iter().enumerate() {
+            let row = &logits[(prompt.len() - 1 + i) * vocab..][..vocab];
+            same += usize::from(argmax(row) == *next as usize);
+            total += 1;
+        }
+    }
+    (same, total)
 }
 
 /// The fused backend rounds at other points (online softmax), so it is held against the

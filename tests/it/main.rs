@@ -11,6 +11,7 @@ mod gpu;
 mod gui;
 mod hfserver;
 mod incremental;
+mod kquant;
 mod korean;
 mod llm;
 mod llm_cache;
