@@ -164,11 +164,15 @@ fn decode_rate(engine: &mut Engine, prompt: &[u32], tokens: usize, batch: usize)
     result
 }
 
-/// Time to first token for two questions sharing a system prompt and retrieved sources.
+/// Time to first token for two questions sharing a system prompt and five retrieved sources
+/// of 256 tokens each (a grounded answer's usual prompt).
 fn prefix_cache_ttft(engine: &mut Engine) -> LlmResult<(f64, f64)> {
-    let sources = filler_tokens(engine, 400)?;
-    let sources = engine.tokenizer.decode(&sources, false);
-    let system = format!("Answer from these sources and cite them as [n].\n[1] {sources}");
+    let source = filler_tokens(engine, 256)?;
+    let source = engine.tokenizer.decode(&source, false);
+    let mut system = String::from("Answer from these sources and cite them as [n].");
+    for n in 1..=5 {
+        system.push_str(&format!("\n[{n}] {source}"));
+    }
     let mut ttft = Vec::new();
     for question in ["What does retrieval find?", "Why cite sources?"] {
         let messages = [
