@@ -6,6 +6,7 @@ pub mod attention;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod floatmm;
 pub mod gguf;
 pub mod gguf_write;
 pub mod kv;

@@ -6,6 +6,7 @@ mod common;
 mod crash;
 mod download;
 mod embed;
+mod float_weights;
 mod formats;
 mod gpu;
 mod gui;
