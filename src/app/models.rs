@@ -120,7 +120,12 @@ impl ModelsView {
     ) -> Option<PathBuf> {
         ui.label(&spec.id);
         ui.label(format!("{:?}", spec.role).to_lowercase());
-        ui.label(format!("{:.0} MB", spec.size() as f64 / 1e6));
+        // The weight type beside the size: both say what the download costs in memory and quality.
+        let weights = spec
+            .quantization
+            .as_deref()
+            .map_or(String::new(), |q| format!(" · {q}"));
+        ui.label(format!("{:.0} MB{weights}", spec.size() as f64 / 1e6));
         ui.label(&spec.license);
         ui.label(spec.languages.join(", "));
         let (colour, text) = match memory.map(|m| fit(spec.size(), m)) {

@@ -8,7 +8,8 @@ use indicatif::ProgressBar;
 
 #[derive(Subcommand)]
 pub enum ModelsCommand {
-    /// Known models, their size, licence, languages, and whether they are downloaded.
+    /// Known models, their size, weight type (e.g. Q4_K_M), licence, languages, and whether they
+    /// are downloaded.
     List,
     /// Download a known model into the Hugging Face cache (resumes an interrupted download).
     Download { id: String },
@@ -28,8 +29,8 @@ pub fn run(command: ModelsCommand) -> anyhow::Result<()> {
     match command {
         ModelsCommand::List => {
             println!(
-                "{:<46} {:<9} {:>9}  {:<11} {:<10} languages",
-                "id", "role", "size", "licence", "status"
+                "{:<46} {:<9} {:>9}  {:<7} {:<11} {:<10} languages",
+                "id", "role", "size", "weights", "licence", "status"
             );
             for spec in models::known() {
                 let status = if hub.cached_dir(&spec).is_some() {
@@ -40,10 +41,11 @@ pub fn run(command: ModelsCommand) -> anyhow::Result<()> {
                 let role = format!("{:?}{}", spec.role, if spec.default { "*" } else { "" })
                     .to_lowercase();
                 println!(
-                    "{:<46} {:<9} {:>6} MB  {:<11} {:<10} {}",
+                    "{:<46} {:<9} {:>6} MB  {:<7} {:<11} {:<10} {}",
                     spec.id,
                     role,
                     spec.size() / 1_000_000,
+                    spec.quantization.as_deref().unwrap_or("-"),
                     spec.license,
                     status,
                     spec.languages.join(", ")

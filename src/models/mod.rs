@@ -45,9 +45,45 @@ pub struct ModelSpec {
     pub passage_prefix: String,
     pub max_tokens: usize,
     pub dimensions: usize,
+    /// How the weights are stored: llama.cpp's name of a GGUF's file type (`Q4_K_M`), or the
+    /// dtype of a safetensors file (`F32`).
+    pub quantization: Option<String>,
     pub languages: Vec<String>,
     pub license: String,
+    /// An LLM's hyper-parameters beyond `max_tokens` (context) and `dimensions` (width).
+    pub shape: Option<LlmShape>,
     pub files: Vec<ModelFile>,
+}
+
+/// An LLM's architecture as its published config.json gives it, so that a file of its real
+/// shapes can be built without downloading it (tests/it/model_catalogue.rs).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlmShape {
+    pub layers: usize,
+    pub ffn: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub vocab: usize,
+    pub rope_base: f32,
+    pub rms_eps: f32,
+    /// The output projection is the embedding table (no `output.weight` in the GGUF).
+    pub tied_output: bool,
+    /// `tokenizer.ggml.pre` of the GGUF (llama.cpp's converter names it).
+    pub pre_tokenizer: String,
+    pub rope_scaling: Option<Llama3RopeScaling>,
+}
+
+/// Llama 3.1+'s RoPE scaling (`rope_type = "llama3"`), which llama.cpp's converter turns into a
+/// `rope_freqs.weight` tensor of per-frequency factors.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Llama3RopeScaling {
+    pub factor: f32,
+    pub low_freq_factor: f32,
+    pub high_freq_factor: f32,
+    pub original_context: usize,
 }
 
 impl ModelSpec {
@@ -171,6 +207,10 @@ mod tests {
                 spec.id
             );
             assert_eq!(spec.revision.len(), 40, "{}", spec.id);
+            assert!(spec.quantization.is_some(), "{}", spec.id);
+            // Every LLM can be rebuilt from its shape (tests/it/model_catalogue.rs); others have
+            // none.
+            assert_eq!(spec.shape.is_some(), spec.role == Role::Llm, "{}", spec.id);
         }
         assert_eq!(known().len(), REGISTRY.len());
         for role in [Role::Embedder, Role::Reranker, Role::Llm] {

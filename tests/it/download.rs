@@ -29,8 +29,10 @@ fn spec(files: &[(&str, &[u8])]) -> ModelSpec {
         passage_prefix: String::new(),
         max_tokens: 16,
         dimensions: 8,
+        quantization: None,
         languages: vec![],
         license: "MIT".into(),
+        shape: None,
         files: files
             .iter()
             .map(|(name, bytes)| ModelFile {
@@ -224,7 +226,11 @@ fn cli_downloads_a_known_model_and_uses_it_by_id() {
 
     let listing = String::from_utf8(succeed(&mut hf(&["models", "list"])).stdout).unwrap();
     let row = listing.lines().find(|l| l.starts_with(&spec.id)).unwrap();
-    assert!(row.contains("downloaded"), "{row}");
+    assert!(row.contains("downloaded") && row.contains(" F32 "), "{row}");
+    // Every LLM says which quantization its file uses.
+    let llm = "Qwen/Qwen2.5-1.5B-Instruct-GGUF";
+    let row = listing.lines().find(|l| l.starts_with(llm)).unwrap();
+    assert!(row.contains(" Q4_K_M "), "{row}");
 
     let lib = home.path().join("lib");
     let lib = lib.to_str().unwrap();

@@ -17,6 +17,7 @@ mod korean;
 mod llm;
 mod llm_cache;
 mod llm_files;
+mod model_catalogue;
 mod quantize;
 mod semantic;
 mod smoke;
