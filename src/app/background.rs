@@ -517,6 +517,9 @@ impl Background {
             n_layer: config.n_layer,
             n_head: config.n_head,
             n_kv_head: config.n_kv_head,
+            layer_windows: (0..config.n_layer)
+                .map(|l| config.layer_window(l))
+                .collect(),
             question_point: self.question_point(library, &answer.question),
             answer: Arc::new(answer),
         };

@@ -124,6 +124,8 @@ pub struct Answered {
     pub n_layer: usize,
     pub n_head: usize,
     pub n_kv_head: usize,
+    /// Per layer: the window of a local (sliding-window) layer, `None` for a global one.
+    pub layer_windows: Vec<Option<usize>>,
     /// Where the question lands in the embedding space, when it has been projected.
     pub question_point: Option<[f32; 2]>,
     /// A cached answer comes without attention: this layer's is being computed, and comes as

@@ -3,9 +3,11 @@
 //! sends up only the blocks written since (the block of the tokens just appended, when
 //! decoding) and the queries, and brings back the outputs (and, for a recorded layer, the
 //! probabilities of the heads asked for): one submit and one read back per layer of a step,
-//! for all its sequences together.
+//! for all its sequences together. Our kernels have no sliding window: a local layer (Gemma 3)
+//! runs its attention on the CPU, and the backend says so.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use half::f16;
 
@@ -30,6 +32,8 @@ pub struct GpuAttention {
     layers: Mutex<Vec<Option<LayerCopy>>>,
     /// Set when the GPU failed: the session goes on with CPU attention, and says why.
     failed: Mutex<Option<String>>,
+    /// Set once a sliding-window layer was computed on the CPU.
+    windowed: AtomicBool,
 }
 
 impl GpuAttention {
@@ -50,6 +54,7 @@ impl GpuAttention {
             capacity,
             layers: Mutex::new((0..shape.n_layer).map(|_| None).collect()),
             failed: Mutex::new(None),
+            windowed: AtomicBool::new(false),
         })
     }
 
@@ -188,8 +193,13 @@ impl AttentionBackend for GpuAttention {
     }
 
     fn notice(&self) -> Option<String> {
-        self.failure().map(|e| {
-            format!("GPU attention stopped; the CPU computes it for the rest of the session ({e})")
+        if let Some(e) = self.failure() {
+            return Some(format!(
+                "GPU attention stopped; the CPU computes it for the rest of the session ({e})"
+            ));
+        }
+        self.windowed.load(Ordering::Relaxed).then(|| {
+            "the model's sliding-window layers compute their attention on the CPU (the GPU kernels have no window); its global layers run on the GPU".to_owned()
         })
     }
 
@@ -199,6 +209,10 @@ impl AttentionBackend for GpuAttention {
     }
 
     fn attend_all(&self, inputs: &[AttnInput<'_>], out: &mut [f32]) -> Vec<Vec<ProbRow>> {
+        if inputs.iter().any(|i| i.window.is_some()) {
+            self.windowed.store(true, Ordering::Relaxed);
+            return FusedCpuAttention.attend_all(inputs, out);
+        }
         if self.failure().is_none() {
             match self.attend_gpu(inputs, out) {
                 Ok(rows) => return rows,

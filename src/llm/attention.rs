@@ -3,6 +3,8 @@
 //! from the paged cache through the sequence's block table. Query head `h` reads KV head
 //! `h / group` (GQA): repeated K/V are never materialised.
 
+use std::ops::Range;
+
 use half::f16;
 use rayon::prelude::*;
 
@@ -17,6 +19,8 @@ pub struct AttnInput<'a> {
     pub n_head: usize,
     /// Position of the first query; query `i` sees keys `0..=start + i` (causal).
     pub start: usize,
+    /// A local layer's window: query `i` sees only the last `window` of those keys.
+    pub window: Option<usize>,
     /// Heads whose softmax probabilities are recorded (empty: none, at no cost).
     pub capture: &'a [usize],
 }
@@ -30,15 +34,18 @@ impl AttnInput<'_> {
         self.n_head / self.kv.shape.n_kv_head
     }
 
-    /// For query `row` and `head`: its KV head (GQA), how many keys it sees (causal), and the
-    /// query as the f16 cache would hold it (both backends multiply in the cache's precision).
-    fn query(&self, row: usize, head: usize) -> (usize, usize, Vec<f32>) {
+    /// For query `row` and `head`: its KV head (GQA), the keys it sees (causal, and within
+    /// the window), and the query as the f16 cache would hold it (both backends multiply in the
+    /// cache's precision).
+    fn query(&self, row: usize, head: usize) -> (usize, Range<usize>, Vec<f32>) {
         let hd = self.kv.shape.head_dim;
         let q = self.q[(row * self.n_head + head) * hd..][..hd]
             .iter()
             .map(|&x| f16::from_f32(x).to_f32())
             .collect();
-        (head / self.group(), self.start + row + 1, q)
+        let end = self.start + row + 1;
+        let first = self.window.map_or(0, |w| end.saturating_sub(w));
+        (head / self.group(), first..end, q)
     }
 
     /// The key/value offset of position `pos` for KV head `kvh`.
@@ -49,7 +56,8 @@ impl AttnInput<'_> {
     }
 }
 
-/// Softmax probabilities of one query row for one head, over keys `0..probs.len()`.
+/// Softmax probabilities of one query row for one head, over keys `0..probs.len()` (zero
+/// before a local layer's window).
 #[derive(Clone, Debug)]
 pub struct ProbRow {
     pub head: usize,
@@ -118,17 +126,22 @@ impl AttentionBackend for CpuAttention {
         let hd = input.kv.shape.head_dim;
         let scale = 1.0 / (hd as f32).sqrt();
         per_row_head(input, out, |row, head, o| {
-            let (kvh, n_keys, q) = input.query(row, head);
-            let mut p: Vec<f32> = (0..n_keys)
+            let (kvh, keys, q) = input.query(row, head);
+            let mut p: Vec<f32> = keys
+                .clone()
                 .map(|j| dot_f16(&input.kv.k[input.at(kvh, j)..][..hd], &q) * scale)
                 .collect();
             softmax(&mut p);
             o.fill(0.0);
-            for (j, &pj) in p.iter().enumerate() {
+            for (j, &pj) in keys.clone().zip(&p) {
                 let pj = f16::from_f32(pj).to_f32();
                 axpy_f16(o, pj, &input.kv.v[input.at(kvh, j)..][..hd]);
             }
-            input.capture.contains(&head).then_some(p)
+            input.capture.contains(&head).then(|| {
+                let mut row = vec![0f32; keys.start];
+                row.extend(p);
+                row
+            })
         })
     }
 }
@@ -147,22 +160,25 @@ impl AttentionBackend for FusedCpuAttention {
         let bs = input.kv.shape.block_size;
         let scale = 1.0 / (hd as f32).sqrt();
         per_row_head(input, out, |row, head, o| {
-            let (kvh, n_keys, q) = input.query(row, head);
+            let (kvh, keys, q) = input.query(row, head);
             let q = q.as_slice();
             let (mut m, mut l) = (f32::MIN, 0f32);
             o.fill(0.0);
             let mut s = vec![0f32; bs];
-            for first in (0..n_keys).step_by(bs) {
-                let n = bs.min(n_keys - first);
-                let base = input.at(kvh, first);
-                for (j, sj) in s[..n].iter_mut().enumerate() {
+            // Whole blocks from the one holding the first key seen; within a block, the slots
+            // `from..n` are the keys in view.
+            for block_start in (keys.start / bs * bs..keys.end).step_by(bs) {
+                let from = keys.start.saturating_sub(block_start);
+                let n = bs.min(keys.end - block_start);
+                let base = input.at(kvh, block_start);
+                for (j, sj) in s[..n].iter_mut().enumerate().skip(from) {
                     *sj = dot_f16_lanes(&input.kv.k[base + j * hd..][..hd], q) * scale;
                 }
-                let m_new = s[..n].iter().fold(m, |a, &b| a.max(b));
+                let m_new = s[from..n].iter().fold(m, |a, &b| a.max(b));
                 let correction = (m - m_new).exp();
                 l *= correction;
                 o.iter_mut().for_each(|x| *x *= correction);
-                for (j, &sj) in s[..n].iter().enumerate() {
+                for (j, &sj) in s[..n].iter().enumerate().skip(from) {
                     // Rounded like the reference's f16 probabilities, so both agree closely.
                     let p = f16::from_f32((sj - m_new).exp()).to_f32();
                     l += p;
@@ -173,8 +189,11 @@ impl AttentionBackend for FusedCpuAttention {
             let inv = if l > 0.0 { 1.0 / l } else { 0.0 };
             o.iter_mut().for_each(|x| *x *= inv);
             input.capture.contains(&head).then(|| {
-                (0..n_keys)
+                (0..keys.end)
                     .map(|j| {
+                        if j < keys.start {
+                            return 0.0;
+                        }
                         let k = &input.kv.k[input.at(kvh, j)..][..hd];
                         (dot_f16_lanes(k, q) * scale - m).exp() * inv
                     })
@@ -298,7 +317,8 @@ mod tests {
     }
 
     /// Both backends against an f64 reference computed from the f16-rounded cache, for GQA
-    /// with a cached prefix, lengths that are not multiples of the block size, and capture.
+    /// with a cached prefix, lengths that are not multiples of the block size, sliding windows
+    /// that start inside a block, and capture.
     #[test]
     fn backends_match_an_f64_reference_with_gqa_and_cached_prefix() {
         let (n_head, n_kv, hd, bs) = (6, 2, 64, 16);
@@ -309,7 +329,16 @@ mod tests {
             block_size: bs,
         };
         let mut seed = 11;
-        for (cached, n_q) in [(0, 1), (0, 37), (45, 1), (45, 20)] {
+        let cases = [
+            (0, 1, None),
+            (0, 37, None),
+            (45, 1, None),
+            (45, 20, None),
+            (0, 37, Some(16)),
+            (45, 1, Some(7)),
+            (45, 20, Some(33)),
+        ];
+        for (cached, n_q, window) in cases {
             let total = cached + n_q;
             let mut cache = KvCache::new(shape, 16);
             let (seq, _) = cache.begin(&[]);
@@ -328,7 +357,8 @@ mod tests {
                     let kvh = h / (n_head / n_kv);
                     let qi = &q[(i * n_head + h) * hd..][..hd];
                     let keys = cached + i + 1;
-                    let s: Vec<f64> = (0..keys)
+                    let first = window.map_or(0, |w: usize| keys.saturating_sub(w));
+                    let s: Vec<f64> = (first..keys)
                         .map(|j| {
                             let kj = &k[(j * n_kv + kvh) * hd..][..hd];
                             qi.iter()
@@ -340,7 +370,7 @@ mod tests {
                         .collect();
                     let max = s.iter().cloned().fold(f64::MIN, f64::max);
                     let sum: f64 = s.iter().map(|x| (x - max).exp()).sum();
-                    for (j, sj) in s.iter().enumerate() {
+                    for (j, sj) in (first..keys).zip(&s) {
                         let p = (sj - max).exp() / sum;
                         let vj = &v[(j * n_kv + kvh) * hd..][..hd];
                         for d in 0..hd {
@@ -357,6 +387,7 @@ mod tests {
                     q: &q,
                     n_head,
                     start: cached,
+                    window,
                     capture: &[1],
                 };
                 let mut out = vec![f32::NAN; q.len()];
@@ -370,7 +401,7 @@ mod tests {
                 let norm: f64 = expected.iter().map(|b| b * b).sum::<f64>().sqrt();
                 assert!(
                     err / norm < 2e-3,
-                    "{}: relative error {} (cached {cached}, {n_q} queries)",
+                    "{}: relative error {} (cached {cached}, {n_q} queries, window {window:?})",
                     backend.name(),
                     err / norm
                 );
@@ -378,6 +409,8 @@ mod tests {
                 for row in &probs {
                     assert_eq!(row.probs.len(), row.pos + 1);
                     assert!((row.probs.iter().sum::<f32>() - 1.0).abs() < 1e-3);
+                    let outside = window.map_or(0, |w| (row.pos + 1).saturating_sub(w));
+                    assert!(row.probs[..outside].iter().all(|&p| p == 0.0));
                 }
             }
         }

@@ -185,7 +185,8 @@ impl Engine {
                 .unwrap_or_default()
         };
         let template = ChatTemplate::new(
-            gguf.string("tokenizer.chat_template"),
+            gguf.string("tokenizer.chat_template")
+                .or(model.config.arch.builtin_template()),
             &token(tokenizer.bos),
             &token(tokenizer.eos),
         );

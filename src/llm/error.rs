@@ -14,7 +14,7 @@ pub enum LlmError {
     )]
     Corrupt { path: PathBuf, reason: String },
     #[error(
-        "{path}: architecture `{arch}` is not supported (supported: llama, qwen2). Choose a Llama, SmolLM or Qwen2.5 GGUF"
+        "{path}: architecture `{arch}` is not supported (supported: llama, qwen2, gemma3). Choose a Llama, SmolLM, Qwen2.5 or Gemma 3 GGUF"
     )]
     UnknownArchitecture { path: PathBuf, arch: String },
     #[error(

@@ -1,9 +1,11 @@
-//! Our forward pass for llama-family GGUF models (Llama, SmolLM, Qwen2). Linear layers run on
-//! the packed rows of every sequence in the batch; attention runs per sequence against the paged
-//! KV cache through a pluggable backend.
+//! Our forward pass for llama-family GGUF models (Llama, SmolLM, Qwen2) and Gemma 3 (the same
+//! skeleton with per-head query/key norms, norms after attention and feed-forward, GeGLU, scaled
+//! embeddings, and local sliding-window layers between global ones). Linear layers run on the
+//! packed rows of every sequence in the batch; attention runs per sequence against the paged KV
+//! cache through a pluggable backend.
 
 use super::attention::{AttentionBackend, AttnInput, ProbRow};
-use super::config::{Arch, Config};
+use super::config::{Activation, Arch, Config};
 use super::error::{LlmError, LlmResult};
 use super::gguf::Gguf;
 use super::kv::{KvCache, KvShape, SeqId};
@@ -20,6 +22,19 @@ struct Layer {
     /// Gate and up projections stacked.
     gate_up: Linear,
     down: Linear,
+    gemma: Option<GemmaNorms>,
+    /// A local layer's window (it also rotates with the local RoPE).
+    window: Option<usize>,
+}
+
+/// Gemma's extra norms (their weights already hold Gemma's `1 +`: llama.cpp's converter adds it).
+struct GemmaNorms {
+    /// Per head, before RoPE.
+    q: Vec<f32>,
+    k: Vec<f32>,
+    /// The attention and feed-forward outputs, before each residual add.
+    post_attn: Vec<f32>,
+    post_ffn: Vec<f32>,
 }
 
 pub struct Model {
@@ -29,6 +44,10 @@ pub struct Model {
     norm: Vec<f32>,
     output: Linear,
     rope: Rope,
+    /// Local layers' RoPE (their own base, no scaling).
+    local_rope: Option<Rope>,
+    /// Multiplies queries so that the backends' `1/sqrt(head_dim)` becomes the model's scale.
+    q_scale: f32,
     weight_bytes: usize,
 }
 
@@ -90,6 +109,16 @@ impl Model {
             } else {
                 None
             };
+            let gemma = if config.arch == Arch::Gemma3 {
+                Some(GemmaNorms {
+                    q: vector(g, &p("attn_q_norm.weight"))?,
+                    k: vector(g, &p("attn_k_norm.weight"))?,
+                    post_attn: vector(g, &p("post_attention_norm.weight"))?,
+                    post_ffn: vector(g, &p("post_ffw_norm.weight"))?,
+                })
+            } else {
+                None
+            };
             layers.push(Layer {
                 attn_norm: vector(g, &p("attn_norm.weight"))?,
                 qkv,
@@ -101,6 +130,8 @@ impl Model {
                     Linear::load(g, &p("ffn_up.weight"))?,
                 ]),
                 down: Linear::load(g, &p("ffn_down.weight"))?,
+                gemma,
+                window: config.layer_window(i),
             });
         }
         // Small models tie the output projection to the embedding table.
@@ -134,13 +165,25 @@ impl Model {
                 .iter()
                 .map(|l| l.qkv.bytes() + l.out.bytes() + l.gate_up.bytes() + l.down.bytes())
                 .sum::<usize>();
+        // Linear scaling divides every frequency's angle, as the factors do.
+        let half = config.head_dim / 2;
+        let scale = config.rope_scale;
+        let factors = match rope_factors {
+            Some(f) => Some(f.iter().map(|x| x * scale).collect()),
+            None => (scale != 1.0).then(|| vec![scale; half]),
+        };
+        let local_rope = config
+            .sliding_window
+            .map(|s| Rope::new(config.head_dim, s.rope_base, config.rope_style, None));
         Ok(Self {
             rope: Rope::new(
                 config.head_dim,
                 config.rope_base,
                 config.rope_style,
-                rope_factors,
+                factors,
             ),
+            local_rope,
+            q_scale: (config.head_dim as f32 / config.query_pre_attn_scalar as f32).sqrt(),
             norm,
             config,
             embed,
@@ -215,6 +258,9 @@ impl Model {
                 )));
             }
             self.embed.row(*id, row)?;
+            if c.embed_scale != 1.0 {
+                row.iter_mut().for_each(|v| *v *= c.embed_scale);
+            }
         }
         let mut attention = Vec::new();
         for (li, layer) in self.layers.iter().enumerate() {
@@ -232,8 +278,7 @@ impl Model {
                     let row = &mut qkv[(r + i) * width..(r + i + 1) * width];
                     let (qr, kv) = row.split_at_mut(c.q_dim());
                     let (kr, vr) = kv.split_at_mut(c.kv_dim());
-                    self.rope.apply(qr, start + i);
-                    self.rope.apply(kr, start + i);
+                    self.position(layer, qr, kr, start + i);
                     q[(r + i) * c.q_dim()..][..c.q_dim()].copy_from_slice(qr);
                     cache.write(li, cache.slot(s.seq, start + i), kr, vr);
                 }
@@ -258,6 +303,7 @@ impl Model {
                         q: &q[(r - n) * c.q_dim()..r * c.q_dim()],
                         n_head: c.n_head,
                         start,
+                        window: layer.window,
                         capture: heads,
                     }
                 })
@@ -270,22 +316,51 @@ impl Model {
                     row,
                 }));
             }
-            add(&mut x, &layer.out.forward(&attn, rows)?);
+            let mut out = layer.out.forward(&attn, rows)?;
+            if let Some(n) = &layer.gemma {
+                rms_norm_in_place(&mut out, &n.post_attn, c.rms_eps);
+            }
+            add(&mut x, &out);
             let h = rms_norm(&x, &layer.ffn_norm, c.rms_eps);
             let gu = layer.gate_up.forward(&h, rows)?;
             let act: Vec<f32> = gu
                 .chunks_exact(2 * c.n_ff)
                 .flat_map(|r| {
                     let (g, u) = r.split_at(c.n_ff);
-                    g.iter().zip(u).map(|(&g, &u)| g / (1.0 + (-g).exp()) * u)
+                    g.iter().zip(u).map(|(&g, &u)| match c.activation {
+                        Activation::Silu => g / (1.0 + (-g).exp()) * u,
+                        Activation::GeluTanh => gelu_tanh(g) * u,
+                    })
                 })
                 .collect();
-            add(&mut x, &layer.down.forward(&act, rows)?);
+            let mut out = layer.down.forward(&act, rows)?;
+            if let Some(n) = &layer.gemma {
+                rms_norm_in_place(&mut out, &n.post_ffn, c.rms_eps);
+            }
+            add(&mut x, &out);
         }
         for s in steps {
             cache.commit(s.seq, s.tokens);
         }
         self.logits(steps, &x, attention)
+    }
+
+    /// One token's query and key heads at `pos`: Gemma's per-head norms, the layer's RoPE, and
+    /// the query scale.
+    fn position(&self, layer: &Layer, q: &mut [f32], k: &mut [f32], pos: usize) {
+        if let Some(n) = &layer.gemma {
+            rms_norm_in_place(q, &n.q, self.config.rms_eps);
+            rms_norm_in_place(k, &n.k, self.config.rms_eps);
+        }
+        let rope = match (layer.window, &self.local_rope) {
+            (Some(_), Some(local)) => local,
+            _ => &self.rope,
+        };
+        rope.apply(q, pos);
+        rope.apply(k, pos);
+        if self.q_scale != 1.0 {
+            q.iter_mut().for_each(|v| *v *= self.q_scale);
+        }
     }
 
     fn logits(
@@ -301,7 +376,11 @@ impl Model {
             let n = s.tokens.len();
             let first = if s.all_logits { r } else { r + n - 1 };
             let h = rms_norm(&x[first * d..(r + n) * d], &self.norm, self.config.rms_eps);
-            logits.push(self.output.forward(&h, r + n - first)?);
+            let mut l = self.output.forward(&h, r + n - first)?;
+            if let Some(cap) = self.config.final_softcap {
+                l.iter_mut().for_each(|v| *v = cap * (*v / cap).tanh());
+            }
+            logits.push(l);
             r += n;
         }
         Ok(StepOutput { logits, attention })
@@ -360,6 +439,12 @@ fn check_shapes(
         if let Some(b) = &l.qkv_bias {
             vector(&name("attn_qkv.bias"), b, qkv)?;
         }
+        if let Some(n) = &l.gemma {
+            vector(&name("attn_q_norm"), &n.q, c.head_dim)?;
+            vector(&name("attn_k_norm"), &n.k, c.head_dim)?;
+            vector(&name("post_attention_norm"), &n.post_attn, d)?;
+            vector(&name("post_ffw_norm"), &n.post_ffn, d)?;
+        }
     }
     vector("output_norm", norm, d)?;
     if let Some(f) = rope_factors {
@@ -378,14 +463,27 @@ fn check_shapes(
 
 /// ggml's RMS norm: sum of squares in f64, scale `1/sqrt(mean + eps)` in f32, then the weight.
 fn rms_norm(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
-    let mut out = Vec::with_capacity(x.len());
-    for row in x.chunks_exact(w.len()) {
+    let mut out = x.to_vec();
+    rms_norm_in_place(&mut out, w, eps);
+    out
+}
+
+/// `rms_norm` of every `w.len()` values of `x` (rows, or heads of a row), in place.
+fn rms_norm_in_place(x: &mut [f32], w: &[f32], eps: f32) {
+    for row in x.chunks_exact_mut(w.len()) {
         let sum: f64 = row.iter().map(|&v| (v as f64) * (v as f64)).sum();
         let mean = (sum / row.len() as f64) as f32;
         let scale = 1.0 / (mean + eps).sqrt();
-        out.extend(row.iter().zip(w).map(|(&v, &w)| (v * scale) * w));
+        row.iter_mut()
+            .zip(w)
+            .for_each(|(v, &w)| *v = (*v * scale) * w);
     }
-    out
+}
+
+/// GELU by its tanh approximation (Gemma's `gelu_pytorch_tanh`).
+fn gelu_tanh(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + 0.044_715 * x * x)).tanh())
 }
 
 fn add(x: &mut [f32], y: &[f32]) {

@@ -9,6 +9,11 @@ use super::error::{LlmError, LlmResult};
 /// ChatML, used when a model carries no template of its own.
 const CHATML: &str = "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
+/// Gemma's turns (`<start_of_turn>user` ... `<end_of_turn>`, the assistant is `model`, a system
+/// message opens the first user turn), for Gemma GGUFs that carry no template: the text-only
+/// part of the template Google ships with Gemma 3.
+pub const GEMMA: &str = "{{ bos_token }}{% if messages and messages[0]['role'] == 'system' %}{% set prefix = messages[0]['content'] + '\n\n' %}{% set turns = messages[1:] %}{% else %}{% set prefix = '' %}{% set turns = messages %}{% endif %}{% for message in turns %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{{ '<start_of_turn>' + ('model' if message['role'] == 'assistant' else message['role']) + '\n' + (prefix if loop.first else '') + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}";
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
@@ -193,5 +198,27 @@ mod tests {
                 .to_string()
                 .contains("roles must alternate")
         );
+    }
+
+    #[test]
+    fn gemma_turns_fold_the_system_message_into_the_first_user_turn() {
+        let t = ChatTemplate::new(Some(GEMMA), "<bos>", "<eos>");
+        let text = t
+            .render(
+                &[
+                    Message::new(Role::System, "Answer briefly."),
+                    Message::new(Role::User, " 안녕? "),
+                    Message::new(Role::Assistant, "안녕하세요."),
+                    Message::new(Role::User, "Why?"),
+                ],
+                true,
+            )
+            .unwrap();
+        assert_eq!(
+            text,
+            "<bos><start_of_turn>user\nAnswer briefly.\n\n안녕?<end_of_turn>\n<start_of_turn>model\n안녕하세요.<end_of_turn>\n<start_of_turn>user\nWhy?<end_of_turn>\n<start_of_turn>model\n"
+        );
+        let alone = t.render(&[Message::new(Role::User, "hi")], false).unwrap();
+        assert_eq!(alone, "<bos><start_of_turn>user\nhi<end_of_turn>\n");
     }
 }

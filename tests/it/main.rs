@@ -8,6 +8,7 @@ mod download;
 mod embed;
 mod float_weights;
 mod formats;
+mod gemma;
 mod gpu;
 mod gui;
 mod hfserver;

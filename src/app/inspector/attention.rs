@@ -24,6 +24,8 @@ pub struct AttentionPanel {
     n_layer: usize,
     n_head: usize,
     n_kv_head: usize,
+    /// Per layer, a local layer's window.
+    layer_windows: Vec<Option<usize>>,
     /// An index into the captured heads, or the mean when `None`.
     head: Option<usize>,
     token: usize,
@@ -43,6 +45,7 @@ impl AttentionPanel {
         self.answer = a.answer_pieces.clone();
         self.spans = a.answer.plan.source_spans.clone();
         (self.n_layer, self.n_head, self.n_kv_head) = (a.n_layer, a.n_head, a.n_kv_head);
+        self.layer_windows = a.layer_windows.clone();
         self.token = 0;
         self.texture = None;
         self.pending = a.attention_pending;
@@ -89,10 +92,10 @@ impl AttentionPanel {
             let label = ui.label(t.layer);
             let mut layer = self.pending.unwrap_or(self.map.layer);
             egui::ComboBox::from_id_salt("layer")
-                .selected_text(format!("{layer} / {}", self.n_layer))
+                .selected_text(format!("{} / {}", self.layer_name(layer, t), self.n_layer))
                 .show_ui(ui, |ui| {
                     for l in 0..self.n_layer {
-                        ui.selectable_value(&mut layer, l, l.to_string());
+                        ui.selectable_value(&mut layer, l, self.layer_name(l, t));
                     }
                 })
                 .response
@@ -125,6 +128,18 @@ impl AttentionPanel {
         ui.small(t.gqa_note);
     }
 
+    /// A layer's number, and its window when it is a local layer ("3 · sliding window 512").
+    fn layer_name(&self, layer: usize, t: &Strings) -> String {
+        match self.window(layer) {
+            Some(w) => format!("{layer} · {} {w}", t.sliding_window),
+            None => layer.to_string(),
+        }
+    }
+
+    fn window(&self, layer: usize) -> Option<usize> {
+        self.layer_windows.get(layer).copied().flatten()
+    }
+
     fn heatmap(&mut self, ui: &mut egui::Ui, t: &Strings) {
         if self.texture.as_ref().is_none_or(|(h, ..)| *h != self.head) {
             let (rows, width) = self.map.grid(self.head, MAX_COLUMNS);
@@ -149,6 +164,9 @@ impl AttentionPanel {
             "{} ({} {width})",
             t.heatmap_axes, t.positions_per_cell
         ));
+        if let Some(w) = self.window(self.map.layer) {
+            ui.small(format!("{} {w}", t.sliding_window_note));
+        }
         let Some(pos) = response.hover_pos() else {
             return;
         };
