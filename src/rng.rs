@@ -21,6 +21,11 @@ impl Rng {
         (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
     }
 
+    /// `n` uniform draws from [-1, 1) (test data for the matmul kernels).
+    pub fn signed_vec(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.next_f32() * 2.0 - 1.0).collect()
+    }
+
     pub fn below(&mut self, n: usize) -> usize {
         (self.next_u64() % n as u64) as usize
     }

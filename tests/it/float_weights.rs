@@ -10,13 +10,6 @@ use glassbox::llm::{Engine, EngineOptions};
 use serde_json::Value;
 use std::time::Instant;
 
-fn hex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
-
 /// Our float matmul equals ggml's mul_mat to the bit: tests/data/ggml/float_dots.json holds
 /// products computed by llama.cpp's libggml-cpu (tests/data/make_ggml_float_dots.py) through
 /// llamafile's tinyBLAS for three activation rows and `vec_dot` for one, or where tinyBLAS
@@ -38,11 +31,11 @@ fn float_matmul_equals_ggml_to_the_bit() {
         };
         let dim = |k: &str| case[k].as_u64().unwrap() as usize;
         let (rows, cols, m) = (dim("rows"), dim("cols"), dim("m"));
-        let x: Vec<f32> = hex(case["x"].as_str().unwrap())
+        let x: Vec<f32> = crate::common::hex(case["x"].as_str().unwrap())
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
             .collect();
-        let bytes = hex(case["weights"].as_str().unwrap());
+        let bytes = crate::common::hex(case["weights"].as_str().unwrap());
         let w = FWeight::from_bytes(dtype, rows, cols, &bytes).unwrap();
         let mut out = vec![0f32; m * rows];
         w.matmul(&x, m, &mut out);

@@ -47,13 +47,6 @@ fn q4_k_m_follows_llama_cpp_at_almost_every_position() {
     );
 }
 
-fn hex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
-
 /// Our matmul of one weight row with one activation row equals ggml's own `vec_dot`, to the
 /// bit, for every block type our kernels run: tests/data/ggml/dots.json holds rows quantized
 /// by ggml and the dots it computed (tests/data/make_ggml_dots.py calls llama.cpp's
@@ -79,11 +72,11 @@ fn kernels_equal_ggml_vec_dot_to_the_bit() {
             "q6_K" => T::Q6K,
             other => panic!("unknown type {other}"),
         };
-        let x: Vec<f32> = hex(case["x"].as_str().unwrap())
+        let x: Vec<f32> = crate::common::hex(case["x"].as_str().unwrap())
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
             .collect();
-        let bytes = hex(case["weights"].as_str().unwrap());
+        let bytes = crate::common::hex(case["weights"].as_str().unwrap());
         let w = glassbox::llm::quant::QWeight::from_bytes(dtype, 1, x.len(), &bytes).unwrap();
         let mut out = [0f32];
         w.matmul(&x, 1, &mut out);

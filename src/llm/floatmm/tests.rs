@@ -1,15 +1,7 @@
 use super::*;
 
 fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
-        })
-        .collect()
+    crate::rng::Rng::new(seed).signed_vec(n)
 }
 
 /// A random `rows x cols` matrix written in `kind`'s GGUF bytes.

@@ -4,15 +4,7 @@ use candle_core::quantized::{GgmlDType as T, QTensor};
 use candle_core::{Device, Tensor};
 
 fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
-        })
-        .collect()
+    crate::rng::Rng::new(seed).signed_vec(n)
 }
 
 /// A random matrix quantized by candle (an independent writer of ggml's block layouts), with
